@@ -1,0 +1,249 @@
+//! Collection: the [`Collector`] trait, the list that names every collector, and the runner
+//! that runs them all concurrently, each under its own deadline.
+//!
+//! A collector that fails, hangs or panics costs only its own series: the runner records
+//! `lookout_collector_success{collector}=0` and logs the reason once (and once more when it
+//! changes or recovers), never every cycle.
+
+pub mod cgroup;
+pub mod docker;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tokio::task::JoinHandle;
+
+use crate::snapshot::{CollectorStatus, Part};
+
+/// What a collector returns when it could not do its whole job.
+#[derive(Debug)]
+pub enum CollectError {
+    /// It failed; `partial` is whatever it could still vouch for (e.g. the last known inventory
+    /// while the Docker daemon is away).
+    Failed {
+        message: String,
+        partial: Option<Part>,
+    },
+    /// What it collects does not exist here (no GPU library with `gpu: auto`): not a failure,
+    /// and not exported as one; said once in the log.
+    Unavailable(String),
+}
+
+impl CollectError {
+    pub fn failed(message: impl Into<String>) -> CollectError {
+        CollectError::Failed {
+            message: message.into(),
+            partial: None,
+        }
+    }
+}
+
+pub type CollectFuture = Pin<Box<dyn Future<Output = Result<Part, CollectError>> + Send>>;
+
+/// One source of facts. Its name is its file name, its config key and its `collector` label.
+pub trait Collector: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Collect one cycle's part. Blocking work belongs in `spawn_blocking`.
+    fn collect(self: Arc<Self>) -> CollectFuture;
+}
+
+struct Slot {
+    collector: Arc<dyn Collector>,
+    /// A run that outlived its deadline; no new run starts until it ends.
+    straggler: Option<(JoinHandle<Result<Part, CollectError>>, Instant)>,
+    /// The error last logged, so each distinct failure is logged once.
+    logged: Option<String>,
+}
+
+/// Runs the collectors, one cycle at a time.
+pub struct Runner {
+    slots: Vec<Slot>,
+}
+
+impl Runner {
+    pub fn new(collectors: Vec<Arc<dyn Collector>>) -> Runner {
+        Runner {
+            slots: collectors
+                .into_iter()
+                .map(|collector| Slot {
+                    collector,
+                    straggler: None,
+                    logged: None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.slots.iter().map(|s| s.collector.name()).collect()
+    }
+
+    /// Run every collector concurrently; each gets `timeout`.
+    pub async fn run(&mut self, timeout: Duration) -> (Vec<Part>, Vec<CollectorStatus>) {
+        let runs = self.slots.iter_mut().map(|slot| run_one(slot, timeout));
+        let results = join_all(runs).await;
+        let mut parts = Vec::new();
+        let mut statuses = Vec::new();
+        for (part, status) in results {
+            parts.extend(part);
+            statuses.push(status);
+        }
+        (parts, statuses)
+    }
+}
+
+async fn run_one(slot: &mut Slot, timeout: Duration) -> (Option<Part>, CollectorStatus) {
+    let name = slot.collector.name();
+    let start = Instant::now();
+    let mut handle = match slot.straggler.take() {
+        Some((h, since)) if !h.is_finished() => {
+            if since.elapsed() > timeout * 10 {
+                h.abort();
+            } else {
+                slot.straggler = Some((h, since));
+            }
+            let msg = format!(
+                "previous collection still running after {:.1}s (hung?)",
+                since.elapsed().as_secs_f64()
+            );
+            return (None, status(slot, name, start, Err(msg), true));
+        }
+        _ => tokio::spawn(slot.collector.clone().collect()),
+    };
+    match tokio::time::timeout(timeout, &mut handle).await {
+        Ok(Ok(Ok(part))) => (Some(part), status(slot, name, start, Ok(()), true)),
+        Ok(Ok(Err(CollectError::Failed { message, partial }))) => {
+            (partial, status(slot, name, start, Err(message), true))
+        }
+        Ok(Ok(Err(CollectError::Unavailable(message)))) => {
+            if slot.logged.as_deref() != Some(message.as_str()) {
+                tracing::info!(collector = name, reason = %message, "collector not available here");
+                slot.logged = Some(message.clone());
+            }
+            let st = CollectorStatus {
+                name,
+                success: false,
+                exported: false,
+                duration_seconds: start.elapsed().as_secs_f64(),
+                error: Some(message),
+            };
+            (None, st)
+        }
+        Ok(Err(join)) => {
+            let msg = if join.is_panic() {
+                let p = join.into_panic();
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("panicked: {what}")
+            } else {
+                "cancelled".to_string()
+            };
+            (None, status(slot, name, start, Err(msg), true))
+        }
+        Err(_) => {
+            slot.straggler = Some((handle, start));
+            let msg = format!("timed out after {:.1}s", timeout.as_secs_f64());
+            (None, status(slot, name, start, Err(msg), true))
+        }
+    }
+}
+
+fn status(
+    slot: &mut Slot,
+    name: &'static str,
+    start: Instant,
+    outcome: Result<(), String>,
+    exported: bool,
+) -> CollectorStatus {
+    let duration_seconds = start.elapsed().as_secs_f64();
+    match outcome {
+        Ok(()) => {
+            if let Some(prev) = slot.logged.take() {
+                tracing::info!(collector = name, previous_error = %prev, "collector recovered");
+            }
+            CollectorStatus {
+                name,
+                success: true,
+                exported,
+                duration_seconds,
+                error: None,
+            }
+        }
+        Err(msg) => {
+            if slot.logged.as_deref() != Some(msg.as_str()) {
+                tracing::warn!(collector = name, error = %msg, "collector failed; its series are missing until it recovers");
+                slot.logged = Some(msg.clone());
+            }
+            CollectorStatus {
+                name,
+                success: false,
+                exported,
+                duration_seconds,
+                error: Some(msg),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::HostStats;
+
+    struct Fixed(&'static str, u8);
+
+    impl Collector for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn collect(self: Arc<Self>) -> CollectFuture {
+            Box::pin(async move {
+                match self.1 {
+                    0 => Ok(Part::Host(Box::new(HostStats::default()))),
+                    1 => panic!("boom"),
+                    2 => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(Part::Disk(vec![]))
+                    }
+                    3 => Err(CollectError::Unavailable("no gpu".into())),
+                    _ => Err(CollectError::failed("broken")),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn one_failing_collector_costs_only_itself() {
+        let mut r = Runner::new(vec![
+            Arc::new(Fixed("ok", 0)),
+            Arc::new(Fixed("panics", 1)),
+            Arc::new(Fixed("hangs", 2)),
+            Arc::new(Fixed("absent", 3)),
+            Arc::new(Fixed("fails", 4)),
+        ]);
+        let (parts, st) = r.run(Duration::from_millis(200)).await;
+        assert_eq!(parts.len(), 1);
+        let by = |n: &str| st.iter().find(|s| s.name == n).unwrap().clone();
+        assert!(by("ok").success);
+        assert!(by("panics").error.unwrap().contains("panicked: boom"));
+        assert!(by("hangs").error.unwrap().contains("timed out"));
+        assert!(!by("absent").exported);
+        assert!(by("fails").exported && !by("fails").success);
+        // The hung run is not started again while it is still running.
+        let (_, st) = r.run(Duration::from_millis(50)).await;
+        assert!(st
+            .iter()
+            .find(|s| s.name == "hangs")
+            .unwrap()
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("still running"));
+    }
+}

@@ -1,0 +1,652 @@
+//! Configuration: the embedded default, a YAML file, the environment, then flags.
+//!
+//! The file is parsed with `deny_unknown_fields` and then validated as a whole: every problem
+//! is reported at once as `FILE:LINE:COL: message`. Precedence, lowest first: the embedded
+//! default (`default.yml`), the file (`-c` or `LOOKOUT_CONFIG`), the environment
+//! (`LOOKOUT_LISTEN`, `LOOKOUT_INTERVAL`, `DOCKER_HOST`), and flags.
+
+mod duration;
+mod glob;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+pub use duration::{format_duration, parse_duration};
+pub use glob::NameFilter;
+
+use crate::yamlloc::{self, Located, Locations, Pos};
+
+/// The embedded default configuration; every key is documented there.
+pub const DEFAULT_YAML: &str = include_str!("default.yml");
+
+/// node_exporter's default mount-point exclusion.
+pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str =
+    "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+/// node_exporter's default filesystem-type exclusion.
+pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
+
+/// The file as written: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    interval: Option<String>,
+    collector_timeout: Option<String>,
+    paths: Option<RawPaths>,
+    docker: Option<RawDocker>,
+    collectors: Option<RawCollectors>,
+    rule_files: Option<Vec<String>>,
+    state_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    procfs: Option<String>,
+    sysfs: Option<String>,
+    rootfs: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    host: Option<String>,
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    labels: Option<Vec<String>>,
+    resync: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollectors {
+    docker: Option<bool>,
+    cgroup: Option<bool>,
+    host: Option<bool>,
+    disk: Option<RawDisk>,
+    gpu: Option<RawGpu>,
+    logs: Option<Vec<RawLogRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDisk {
+    Enabled(bool),
+    Settings(RawDiskSettings),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiskSettings {
+    enabled: Option<bool>,
+    mount_points_exclude: Option<String>,
+    fs_types_exclude: Option<String>,
+    statfs_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawGpu {
+    Bool(bool),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogRule {
+    #[serde(rename = "match")]
+    matcher: RawLogMatch,
+    pattern: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogMatch {
+    name: String,
+}
+
+/// Where lookout reads the host's filesystems (node_exporter's `--path.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paths {
+    /// The host's /proc (e.g. `/host/proc` in a container).
+    pub procfs: PathBuf,
+    /// The host's /sys.
+    pub sysfs: PathBuf,
+    /// The host's / (mount points are reported without this prefix).
+    pub rootfs: PathBuf,
+}
+
+/// Which containers to watch and how to reach Docker.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// `unix:///var/run/docker.sock` or `tcp://host:2375`.
+    pub host: String,
+    /// Container-name globs to watch, and to skip.
+    pub filter: NameFilter,
+    /// Docker labels exported as `container_label_<name>`.
+    pub labels: Vec<String>,
+    /// How often the inventory is fully re-listed besides following events.
+    pub resync: Duration,
+}
+
+/// Whether to use NVIDIA GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuMode {
+    /// Use them when libnvidia-ml is present; silent otherwise.
+    Auto,
+    /// Require them: a missing library is a collector failure.
+    On,
+    Off,
+}
+
+/// The disk collector's settings.
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    pub enabled: bool,
+    pub mount_points_exclude: Regex,
+    pub fs_types_exclude: Regex,
+    /// A statfs slower than this marks the mount `device_error` and skips it until it answers.
+    pub statfs_timeout: Duration,
+}
+
+/// Follow the logs of containers whose name matches, counting lines that match `pattern`.
+#[derive(Debug, Clone)]
+pub struct LogRule {
+    pub name: NameFilter,
+    pub pattern: Regex,
+}
+
+/// Which collectors run.
+#[derive(Debug, Clone)]
+pub struct CollectorsConfig {
+    pub docker: bool,
+    pub cgroup: bool,
+    pub host: bool,
+    pub disk: DiskConfig,
+    pub gpu: GpuMode,
+    pub logs: Vec<LogRule>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any (rule-file globs are relative to it).
+    pub source: Option<PathBuf>,
+    /// `host:port` to serve HTTP on.
+    pub listen: String,
+    /// How often a snapshot is collected.
+    pub interval: Duration,
+    /// Each collector's deadline per cycle.
+    pub collector_timeout: Duration,
+    pub paths: Paths,
+    pub docker: DockerConfig,
+    pub collectors: CollectorsConfig,
+    /// Rule-file globs; None loads the embedded default rules.
+    pub rule_files: Option<Vec<String>>,
+    /// Where alert state is kept across restarts; None picks the default.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Values given on the command line; they override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub interval: Option<String>,
+    pub procfs: Option<String>,
+    pub sysfs: Option<String>,
+    pub rootfs: Option<String>,
+    pub docker_host: Option<String>,
+}
+
+/// One or more problems, each located.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<Located>,
+}
+
+impl Config {
+    /// The embedded default, with environment and flags applied.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut raw = parse("<embedded default>", DEFAULT_YAML, &mut problems)
+            .map(|(r, _)| r)
+            .unwrap_or_default();
+        let mut locs = Locations::default();
+        let mut name = "<embedded default>".to_string();
+        if let Some(path) = file {
+            name = path.display().to_string();
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    if let Some((user, l)) = parse(&name, &text, &mut problems) {
+                        raw = merge(raw, user);
+                        locs = l;
+                    }
+                }
+                Err(e) => problems.push(Located {
+                    file: name.clone(),
+                    pos: Pos { line: 1, col: 1 },
+                    message: format!("cannot read config file: {e}"),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let mut v = Validator {
+            file: name,
+            locs,
+            problems: Vec::new(),
+        };
+        let cfg = v.build(raw, file, env, flags);
+        match cfg {
+            Some(c) if v.problems.is_empty() => Ok(c),
+            _ => Err(ConfigError {
+                problems: v.problems,
+            }),
+        }
+    }
+
+    /// Load using the process environment.
+    pub fn load_from_env(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+        Config::load(
+            file,
+            &|k| std::env::var(k).ok().filter(|v| !v.is_empty()),
+            flags,
+        )
+    }
+}
+
+fn parse(name: &str, text: &str, problems: &mut Vec<Located>) -> Option<(RawConfig, Locations)> {
+    let locs = Locations::index(text);
+    if text.trim().is_empty() {
+        return Some((RawConfig::default(), locs));
+    }
+    match serde_yaml::from_str::<Option<RawConfig>>(text) {
+        Ok(r) => Some((r.unwrap_or_default(), locs)),
+        Err(e) => {
+            problems.push(yamlloc::from_serde(name, &e, &locs, ""));
+            None
+        }
+    }
+}
+
+/// Overlay `user` on `base`, key by key.
+fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
+    let bp = base.paths.unwrap_or_default();
+    let up = user.paths.unwrap_or_default();
+    let bd = base.docker.unwrap_or_default();
+    let ud = user.docker.unwrap_or_default();
+    let bc = base.collectors.unwrap_or_default();
+    let uc = user.collectors.unwrap_or_default();
+    RawConfig {
+        listen: user.listen.or(base.listen),
+        interval: user.interval.or(base.interval),
+        collector_timeout: user.collector_timeout.or(base.collector_timeout),
+        paths: Some(RawPaths {
+            procfs: up.procfs.or(bp.procfs),
+            sysfs: up.sysfs.or(bp.sysfs),
+            rootfs: up.rootfs.or(bp.rootfs),
+        }),
+        docker: Some(RawDocker {
+            host: ud.host.or(bd.host),
+            include: ud.include.or(bd.include),
+            exclude: ud.exclude.or(bd.exclude),
+            labels: ud.labels.or(bd.labels),
+            resync: ud.resync.or(bd.resync),
+        }),
+        collectors: Some(RawCollectors {
+            docker: uc.docker.or(bc.docker),
+            cgroup: uc.cgroup.or(bc.cgroup),
+            host: uc.host.or(bc.host),
+            disk: uc.disk.or(bc.disk),
+            gpu: uc.gpu.or(bc.gpu),
+            logs: uc.logs.or(bc.logs),
+        }),
+        rule_files: user.rule_files.or(base.rule_files),
+        state_dir: user.state_dir.or(base.state_dir),
+    }
+}
+
+struct Validator {
+    file: String,
+    locs: Locations,
+    problems: Vec<Located>,
+}
+
+impl Validator {
+    fn at(&mut self, path: &str, message: String) {
+        let pos = self.locs.value(path);
+        self.problems.push(Located {
+            file: self.file.clone(),
+            pos,
+            message,
+        });
+    }
+
+    /// A problem from the environment or a flag: no file location.
+    fn outside(&mut self, origin: &str, message: String) {
+        self.problems.push(Located {
+            file: origin.to_string(),
+            pos: Pos { line: 0, col: 0 },
+            message,
+        });
+    }
+
+    fn duration(&mut self, path: &str, s: &str) -> Option<Duration> {
+        match parse_duration(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.at(path, format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn regex(&mut self, path: &str, s: &str) -> Option<Regex> {
+        match Regex::new(s) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                self.at(
+                    path,
+                    format!("{path}: invalid regular expression {s:?}: {first}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn globs(&mut self, path: &str, list: &[String]) -> Vec<String> {
+        let mut ok = Vec::new();
+        for (i, g) in list.iter().enumerate() {
+            match glob::check(g) {
+                Ok(()) => ok.push(g.clone()),
+                Err(e) => self.at(
+                    &yamlloc::join_index(path, i),
+                    format!("{path}[{i}]: invalid glob {g:?}: {e}"),
+                ),
+            }
+        }
+        ok
+    }
+
+    fn build(
+        &mut self,
+        raw: RawConfig,
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Option<Config> {
+        // listen: file < LOOKOUT_LISTEN < --listen
+        let mut listen = raw.listen.unwrap_or_else(|| "0.0.0.0:9659".into());
+        if let Err(e) = check_listen(&listen) {
+            self.at("listen", format!("listen: {e}"));
+        }
+        if let Some(l) = env("LOOKOUT_LISTEN") {
+            if let Err(e) = check_listen(&l) {
+                self.outside("LOOKOUT_LISTEN", format!("LOOKOUT_LISTEN={l:?}: {e}"));
+            }
+            listen = l;
+        }
+        if let Some(l) = &flags.listen {
+            if let Err(e) = check_listen(l) {
+                self.outside("--listen", format!("--listen {l:?}: {e}"));
+            }
+            listen = l.clone();
+        }
+
+        let mut interval = raw
+            .interval
+            .as_deref()
+            .and_then(|s| self.duration("interval", s))
+            .unwrap_or(Duration::from_secs(10));
+        for (origin, val) in [
+            ("LOOKOUT_INTERVAL", env("LOOKOUT_INTERVAL")),
+            ("--interval", flags.interval.clone()),
+        ] {
+            if let Some(v) = val {
+                match parse_duration(&v) {
+                    Ok(d) => interval = d,
+                    Err(e) => self.outside(origin, format!("{origin} {v:?}: {e}")),
+                }
+            }
+        }
+        if interval < Duration::from_millis(100) {
+            self.at(
+                "interval",
+                format!(
+                    "interval: must be at least 100ms, got {}",
+                    format_duration(interval)
+                ),
+            );
+        }
+        let collector_timeout = match raw.collector_timeout.as_deref() {
+            Some(s) => self
+                .duration("collector_timeout", s)
+                .unwrap_or(Duration::from_secs(5)),
+            None => (interval.mul_f64(0.8)).min(Duration::from_secs(5)),
+        };
+
+        let p = raw.paths.unwrap_or_default();
+        let paths = Paths {
+            procfs: flags
+                .procfs
+                .clone()
+                .or(p.procfs)
+                .unwrap_or_else(|| "/proc".into())
+                .into(),
+            sysfs: flags
+                .sysfs
+                .clone()
+                .or(p.sysfs)
+                .unwrap_or_else(|| "/sys".into())
+                .into(),
+            rootfs: flags
+                .rootfs
+                .clone()
+                .or(p.rootfs)
+                .unwrap_or_else(|| "/".into())
+                .into(),
+        };
+
+        let d = raw.docker.unwrap_or_default();
+        let mut host = d
+            .host
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        if let Some(h) = env("DOCKER_HOST") {
+            host = h;
+        }
+        if let Some(h) = &flags.docker_host {
+            host = h.clone();
+        }
+        if let Err(e) = check_docker_host(&host) {
+            self.at("docker.host", format!("docker.host: {e}"));
+        }
+        let include = self.globs(
+            "docker.include",
+            d.include.as_deref().unwrap_or(&["*".to_string()]),
+        );
+        let exclude = self.globs("docker.exclude", d.exclude.as_deref().unwrap_or(&[]));
+        let labels = d.labels.unwrap_or_default();
+        for (i, l) in labels.iter().enumerate() {
+            if l.is_empty() {
+                self.at(
+                    &format!("docker.labels[{i}]"),
+                    format!("docker.labels[{i}]: empty label name"),
+                );
+            }
+        }
+        let resync = d
+            .resync
+            .as_deref()
+            .and_then(|s| self.duration("docker.resync", s))
+            .unwrap_or(Duration::from_secs(60));
+
+        let c = raw.collectors.unwrap_or_default();
+        let disk_settings = match c.disk {
+            None => RawDiskSettings::default(),
+            Some(RawDisk::Enabled(b)) => RawDiskSettings {
+                enabled: Some(b),
+                ..Default::default()
+            },
+            Some(RawDisk::Settings(s)) => s,
+        };
+        let mpe = disk_settings
+            .mount_points_exclude
+            .as_deref()
+            .unwrap_or(DEFAULT_MOUNT_POINTS_EXCLUDE)
+            .to_string();
+        let fte = disk_settings
+            .fs_types_exclude
+            .as_deref()
+            .unwrap_or(DEFAULT_FS_TYPES_EXCLUDE)
+            .to_string();
+        let mount_points_exclude = self.regex("collectors.disk.mount_points_exclude", &mpe);
+        let fs_types_exclude = self.regex("collectors.disk.fs_types_exclude", &fte);
+        let statfs_timeout = disk_settings
+            .statfs_timeout
+            .as_deref()
+            .and_then(|s| self.duration("collectors.disk.statfs_timeout", s))
+            .unwrap_or(Duration::from_secs(1));
+        let gpu = match c.gpu {
+            None => GpuMode::Auto,
+            Some(RawGpu::Bool(true)) => GpuMode::On,
+            Some(RawGpu::Bool(false)) => GpuMode::Off,
+            Some(RawGpu::Word(w)) => match w.as_str() {
+                "auto" => GpuMode::Auto,
+                "true" | "on" => GpuMode::On,
+                "false" | "off" => GpuMode::Off,
+                _ => {
+                    self.at(
+                        "collectors.gpu",
+                        format!("collectors.gpu: expected auto, true or false; got {w:?}"),
+                    );
+                    GpuMode::Auto
+                }
+            },
+        };
+        let mut logs = Vec::new();
+        for (i, r) in c.logs.unwrap_or_default().into_iter().enumerate() {
+            let base = format!("collectors.logs[{i}]");
+            let name = match glob::check(&r.matcher.name) {
+                Ok(()) => Some(NameFilter::new(std::slice::from_ref(&r.matcher.name), &[])),
+                Err(e) => {
+                    self.at(
+                        &format!("{base}.match.name"),
+                        format!("{base}.match.name: invalid glob {:?}: {e}", r.matcher.name),
+                    );
+                    None
+                }
+            };
+            let pattern = self.regex(&format!("{base}.pattern"), &r.pattern);
+            if let (Some(name), Some(pattern)) = (name, pattern) {
+                logs.push(LogRule { name, pattern });
+            }
+        }
+
+        let state_dir = raw.state_dir.map(PathBuf::from);
+        if let Some(rf) = &raw.rule_files {
+            for (i, g) in rf.iter().enumerate() {
+                if let Err(e) = glob::check(g) {
+                    self.at(
+                        &format!("rule_files[{i}]"),
+                        format!("rule_files[{i}]: invalid glob {g:?}: {e}"),
+                    );
+                }
+            }
+        }
+
+        Some(Config {
+            source: file.map(Path::to_path_buf),
+            listen,
+            interval,
+            collector_timeout,
+            paths,
+            docker: DockerConfig {
+                host,
+                filter: NameFilter::new(&include, &exclude),
+                labels,
+                resync,
+            },
+            collectors: CollectorsConfig {
+                docker: c.docker.unwrap_or(true),
+                cgroup: c.cgroup.unwrap_or(true),
+                host: c.host.unwrap_or(true),
+                disk: DiskConfig {
+                    enabled: disk_settings.enabled.unwrap_or(true),
+                    mount_points_exclude: mount_points_exclude?,
+                    fs_types_exclude: fs_types_exclude?,
+                    statfs_timeout,
+                },
+                gpu,
+                logs,
+            },
+            rule_files: raw.rule_files,
+            state_dir,
+        })
+    }
+}
+
+/// `host:port`, `[v6]:port` or `:port`.
+pub fn check_listen(s: &str) -> Result<(), String> {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("expected host:port (e.g. 0.0.0.0:9659); got {s:?}"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "invalid port {port:?} in {s:?} (e.g. 0.0.0.0:9659)"
+        ));
+    }
+    if host.contains(' ') {
+        return Err(format!("invalid host {host:?} in {s:?}"));
+    }
+    Ok(())
+}
+
+/// Normalise `:port` to `0.0.0.0:port` for binding.
+pub fn bind_address(listen: &str) -> String {
+    if listen.starts_with(':') {
+        format!("0.0.0.0{listen}")
+    } else {
+        listen.to_string()
+    }
+}
+
+fn check_docker_host(s: &str) -> Result<(), String> {
+    if let Some(p) = s.strip_prefix("unix://") {
+        if p.is_empty() {
+            return Err(format!(
+                "empty socket path in {s:?} (e.g. unix:///var/run/docker.sock)"
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(rest) = s
+        .strip_prefix("tcp://")
+        .or_else(|| s.strip_prefix("http://"))
+    {
+        return check_listen(rest.trim_end_matches('/')).map_err(|_| {
+            format!("expected tcp://host:port (e.g. tcp://127.0.0.1:2375); got {s:?}")
+        });
+    }
+    Err(format!(
+        "expected unix:///path/to/docker.sock or tcp://host:port; got {s:?}"
+    ))
+}
+
+#[cfg(test)]
+mod tests;

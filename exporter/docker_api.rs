@@ -1,0 +1,579 @@
+//! The one trait through which lookout talks to Docker, and its bollard implementation.
+//!
+//! Collectors take any [`DockerApi`], so the same code runs against the real daemon (unix socket
+//! or `tcp://` DOCKER_HOST) and against the benchmark's synthetic inventory.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::OnceCell;
+
+use crate::snapshot::{
+    BlkDevice, ContainerInfo, ContainerStats, CpuStats, Health, Limits, MemoryStats, NetInterface,
+    Network, State, StatsSource,
+};
+
+/// A boxed stream, as the trait returns them.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
+
+/// What can go wrong talking to Docker.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum DockerError {
+    #[error("no such container")]
+    NotFound,
+    #[error("docker daemon unreachable at {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("docker API error: {0}")]
+    Api(String),
+}
+
+/// One entry of `GET /containers/json?all=1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub id: String,
+    pub state: String,
+    /// Human status ("Up 5 minutes (healthy)"), used to notice health changes on resync.
+    pub status: String,
+}
+
+/// One container event from `GET /events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerEvent {
+    /// `start`, `die`, `oom`, `health_status: unhealthy`, `destroy`, `rename`, ...
+    pub action: String,
+    pub id: String,
+    pub name: String,
+    /// Unix nanoseconds.
+    pub time_nano: i64,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl DockerEvent {
+    /// The action without its detail (`health_status: healthy` → `health_status`).
+    pub fn kind(&self) -> &str {
+        self.action.split(':').next().unwrap_or("").trim()
+    }
+}
+
+/// Daemon facts for `lookout doctor` and cgroup detection.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DaemonInfo {
+    pub version: String,
+    pub api_version: String,
+    pub cgroup_driver: String,
+    pub cgroup_version: String,
+    pub runtimes: Vec<String>,
+    pub os: String,
+}
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// A chunk of a container's log output (Docker frames may hold several lines or part of one).
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    pub stream: LogStream,
+    pub bytes: bytes::Bytes,
+}
+
+/// Everything lookout asks of Docker.
+#[async_trait]
+pub trait DockerApi: Send + Sync + 'static {
+    /// The address, for messages.
+    fn host(&self) -> &str;
+    /// Whether cgroup files of this daemon's containers can be on this machine at all.
+    fn is_local(&self) -> bool;
+    async fn info(&self) -> Result<DaemonInfo, DockerError>;
+    async fn list(&self) -> Result<Vec<Listed>, DockerError>;
+    /// Ok(None) when the container no longer exists.
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError>;
+    /// Container events since the given unix time (s), following.
+    fn events(&self, since: Option<i64>) -> BoxStream<Result<DockerEvent, DockerError>>;
+    /// One stats sample (`stream=false&one-shot=true`), for when cgroup files can't be read.
+    async fn stats_once(&self, id: &str) -> Result<Option<ContainerStats>, DockerError>;
+    /// Follow a container's stdout and stderr from `since` (unix s).
+    fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>>;
+}
+
+/// The real daemon, through bollard.
+pub struct BollardDocker {
+    host: String,
+    raw: Docker,
+    negotiated: OnceCell<Docker>,
+}
+
+impl BollardDocker {
+    /// Prepare a client; nothing is sent until the first call.
+    pub fn new(host: &str) -> Result<BollardDocker, DockerError> {
+        let timeout = 30;
+        let raw = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, timeout, bollard::API_DEFAULT_VERSION)
+        } else {
+            Docker::connect_with_http(host, timeout, bollard::API_DEFAULT_VERSION)
+        }
+        .map_err(|e| DockerError::Unreachable {
+            host: host.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(BollardDocker {
+            host: host.to_string(),
+            raw,
+            negotiated: OnceCell::new(),
+        })
+    }
+
+    /// The client at the API version the daemon speaks (bollard's default may be newer).
+    async fn client(&self) -> Result<&Docker, DockerError> {
+        self.negotiated
+            .get_or_try_init(|| async {
+                self.raw
+                    .clone()
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| self.unreachable(e))
+            })
+            .await
+    }
+
+    fn unreachable(&self, e: bollard::errors::Error) -> DockerError {
+        DockerError::Unreachable {
+            host: self.host.clone(),
+            reason: describe(&e),
+        }
+    }
+
+    fn map_err(&self, e: bollard::errors::Error) -> DockerError {
+        use bollard::errors::Error as E;
+        match e {
+            E::DockerResponseServerError {
+                status_code: 404, ..
+            } => DockerError::NotFound,
+            E::DockerResponseServerError {
+                status_code,
+                message,
+            } => DockerError::Api(format!("{status_code}: {message}")),
+            E::JsonDataError { .. } | E::JsonSerdeError { .. } => DockerError::Api(e.to_string()),
+            other => self.unreachable(other),
+        }
+    }
+}
+
+/// A bollard error in words, with its cause chain.
+fn describe(e: &bollard::errors::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    s
+}
+
+#[async_trait]
+impl DockerApi for BollardDocker {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn is_local(&self) -> bool {
+        self.host.starts_with("unix://")
+    }
+
+    async fn info(&self) -> Result<DaemonInfo, DockerError> {
+        let c = self.client().await?;
+        let v = c.version().await.map_err(|e| self.map_err(e))?;
+        let i = c.info().await.map_err(|e| self.map_err(e))?;
+        Ok(DaemonInfo {
+            version: v.version.unwrap_or_default(),
+            api_version: v.api_version.unwrap_or_default(),
+            cgroup_driver: i.cgroup_driver.map(|d| d.to_string()).unwrap_or_default(),
+            cgroup_version: i.cgroup_version.map(|d| d.to_string()).unwrap_or_default(),
+            runtimes: i
+                .runtimes
+                .map(|r| r.into_keys().collect())
+                .unwrap_or_default(),
+            os: i.operating_system.unwrap_or_default(),
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<Listed>, DockerError> {
+        let c = self.client().await?;
+        let opts = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let list = c
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|s| {
+                Some(Listed {
+                    id: s.id?,
+                    state: s.state.map(|st| st.to_string()).unwrap_or_default(),
+                    status: s.status.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError> {
+        let c = self.client().await?;
+        match c.inspect_container(id, None).await {
+            Ok(r) => Ok(Some(from_inspect(r))),
+            Err(e) => match self.map_err(e) {
+                DockerError::NotFound => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn events(&self, since: Option<i64>) -> BoxStream<Result<DockerEvent, DockerError>> {
+        let raw = self.raw.clone();
+        let negotiated = self.negotiated.get().cloned();
+        let host = self.host.clone();
+        let filters = [("type".to_string(), vec!["container".to_string()])].into();
+        let opts = bollard::query_parameters::EventsOptions {
+            since: since.map(|s| s.to_string()),
+            until: None,
+            filters: Some(filters),
+        };
+        let stream = async_stream(async move {
+            let client = match negotiated {
+                Some(c) => c,
+                None => raw
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| DockerError::Unreachable {
+                        host: host.clone(),
+                        reason: describe(&e),
+                    })?,
+            };
+            Ok(client.events(Some(opts)).map(move |r| match r {
+                Ok(m) => {
+                    let actor = m.actor.unwrap_or_default();
+                    let attributes: BTreeMap<String, String> =
+                        actor.attributes.unwrap_or_default().into_iter().collect();
+                    Ok(DockerEvent {
+                        action: m.action.unwrap_or_default(),
+                        id: actor.id.unwrap_or_default(),
+                        name: attributes.get("name").cloned().unwrap_or_default(),
+                        time_nano: m
+                            .time_nano
+                            .unwrap_or_else(|| m.time.unwrap_or(0) * 1_000_000_000),
+                        attributes,
+                    })
+                }
+                Err(e) => Err(DockerError::Unreachable {
+                    host: host.clone(),
+                    reason: describe(&e),
+                }),
+            }))
+        });
+        Box::pin(stream)
+    }
+
+    async fn stats_once(&self, id: &str) -> Result<Option<ContainerStats>, DockerError> {
+        let c = self.client().await?;
+        let opts = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut s = c.stats(id, Some(opts));
+        match s.next().await {
+            Some(Ok(r)) => Ok(Some(from_stats(r))),
+            Some(Err(e)) => match self.map_err(e) {
+                DockerError::NotFound => Ok(None),
+                other => Err(other),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>> {
+        let raw = self.raw.clone();
+        let negotiated = self.negotiated.get().cloned();
+        let host = self.host.clone();
+        let id = id.to_string();
+        let stream = async_stream(async move {
+            let client = match negotiated {
+                Some(c) => c,
+                None => raw
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| DockerError::Unreachable {
+                        host: host.clone(),
+                        reason: describe(&e),
+                    })?,
+            };
+            let opts = bollard::query_parameters::LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                since: since.clamp(0, i32::MAX as i64) as i32,
+                until: 0,
+                timestamps: false,
+                tail: "all".into(),
+            };
+            Ok(client.logs(&id, Some(opts)).filter_map(move |r| {
+                let host = host.clone();
+                async move {
+                    use bollard::container::LogOutput;
+                    match r {
+                        Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                            Some(Ok(LogChunk {
+                                stream: LogStream::Stdout,
+                                bytes: message,
+                            }))
+                        }
+                        Ok(LogOutput::StdErr { message }) => Some(Ok(LogChunk {
+                            stream: LogStream::Stderr,
+                            bytes: message,
+                        })),
+                        Ok(LogOutput::StdIn { .. }) => None,
+                        Err(e) => Some(Err(DockerError::Unreachable {
+                            host,
+                            reason: describe(&e),
+                        })),
+                    }
+                }
+            }))
+        });
+        Box::pin(stream)
+    }
+}
+
+/// A stream produced by a future that first yields the real stream (or an error).
+fn async_stream<S, T>(
+    fut: impl std::future::Future<Output = Result<S, DockerError>> + Send + 'static,
+) -> impl Stream<Item = Result<T, DockerError>> + Send
+where
+    S: Stream<Item = Result<T, DockerError>> + Send + 'static,
+    T: Send + 'static,
+{
+    futures_util::stream::once(fut).flat_map(|r| match r {
+        Ok(s) => s.boxed(),
+        Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
+    })
+}
+
+/// Unix seconds from an RFC 3339 timestamp; None for Docker's zero time.
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    if s.len() < 19 || s.starts_with("0001-") {
+        return None;
+    }
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut i = 19;
+    let mut frac = 0.0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        frac = format!("0.{}", &s[start..i]).parse().unwrap_or(0.0);
+    }
+    let offset = match b.get(i) {
+        Some(b'Z') | Some(b'z') | None => 0,
+        Some(sign @ (b'+' | b'-')) => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some((days * 86400 + h * 3600 + mi * 60 + se - offset) as f64 + frac)
+}
+
+fn from_inspect(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
+    let st = r.state.unwrap_or_default();
+    let cfg = r.config.unwrap_or_default();
+    let hc = r.host_config.unwrap_or_default();
+    let pos = |v: Option<i64>| v.filter(|x| *x > 0);
+    ContainerInfo {
+        id: r.id.unwrap_or_default(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: cfg.image.unwrap_or_default(),
+        labels: cfg.labels.unwrap_or_default().into_iter().collect(),
+        state: st
+            .status
+            .map(|s| State::parse(&s.to_string()))
+            .unwrap_or_default(),
+        health: st
+            .health
+            .and_then(|h| h.status)
+            .map(|s| Health::parse(&s.to_string()))
+            .unwrap_or_default(),
+        restart_count: r.restart_count.unwrap_or(0),
+        exit_code: st.exit_code.unwrap_or(0),
+        oom_killed: st.oom_killed.unwrap_or(false),
+        pid: st.pid.unwrap_or(0).max(0) as u32,
+        started_at: st.started_at.as_deref().and_then(parse_rfc3339),
+        finished_at: st.finished_at.as_deref().and_then(parse_rfc3339),
+        created_at: r
+            .created
+            .as_ref()
+            .and_then(|c| parse_rfc3339(&c.to_string())),
+        limits: Limits {
+            memory_bytes: pos(hc.memory).map(|v| v as u64),
+            nano_cpus: pos(hc.nano_cpus).map(|v| v as u64),
+            cpu_quota: pos(hc.cpu_quota),
+            cpu_period: pos(hc.cpu_period).map(|v| v as u64),
+            cpu_shares: pos(hc.cpu_shares).map(|v| v as u64),
+        },
+        network_mode: hc.network_mode.unwrap_or_default(),
+        cgroup_parent: hc.cgroup_parent.unwrap_or_default(),
+        oom_events: 0,
+        recent_starts: Vec::new(),
+    }
+}
+
+fn from_stats(r: bollard::models::ContainerStatsResponse) -> ContainerStats {
+    let mut out = ContainerStats {
+        source: StatsSource::DockerApi,
+        read_at: crate::now_unix(),
+        ..Default::default()
+    };
+    if let Some(cpu) = r.cpu_stats {
+        let u = cpu.cpu_usage.unwrap_or_default();
+        let t = cpu.throttling_data.unwrap_or_default();
+        out.cpu = Some(CpuStats {
+            usage_seconds: u.total_usage.unwrap_or(0) as f64 / 1e9,
+            user_seconds: u.usage_in_usermode.unwrap_or(0) as f64 / 1e9,
+            system_seconds: u.usage_in_kernelmode.unwrap_or(0) as f64 / 1e9,
+            periods: t.periods,
+            throttled_periods: t.throttled_periods,
+            throttled_seconds: t.throttled_time.map(|ns| ns as f64 / 1e9),
+        });
+    }
+    if let Some(m) = r.memory_stats {
+        let stats = m.stats.unwrap_or_default();
+        let get = |k: &str| stats.get(k).copied();
+        let usage = m.usage.unwrap_or(0);
+        // v1 reports total_inactive_file, v2 inactive_file.
+        let inactive = get("total_inactive_file")
+            .or(get("inactive_file"))
+            .unwrap_or(0);
+        out.memory = Some(MemoryStats {
+            usage,
+            working_set: usage.saturating_sub(inactive),
+            rss: get("total_rss").or(get("rss")).or(get("anon")).unwrap_or(0),
+            cache: get("total_cache")
+                .or(get("cache"))
+                .or(get("file"))
+                .unwrap_or(0),
+            swap: get("total_swap").or(get("swap")),
+        });
+        out.spec.memory_limit = m.limit.filter(|l| *l > 0 && *l < (1 << 62));
+    }
+    if let Some(nets) = r.networks {
+        let mut ifs: Vec<NetInterface> = nets
+            .into_iter()
+            .map(|(name, n)| NetInterface {
+                name,
+                rx_bytes: n.rx_bytes.unwrap_or(0),
+                rx_packets: n.rx_packets.unwrap_or(0),
+                rx_errors: n.rx_errors.unwrap_or(0),
+                rx_dropped: n.rx_dropped.unwrap_or(0),
+                tx_bytes: n.tx_bytes.unwrap_or(0),
+                tx_packets: n.tx_packets.unwrap_or(0),
+                tx_errors: n.tx_errors.unwrap_or(0),
+                tx_dropped: n.tx_dropped.unwrap_or(0),
+            })
+            .collect();
+        ifs.sort_by(|a, b| a.name.cmp(&b.name));
+        out.network = Network::Own(ifs);
+    }
+    if let Some(b) = r.blkio_stats {
+        let mut devs: BTreeMap<(u64, u64), BlkDevice> = BTreeMap::new();
+        for (list, bytes) in [
+            (b.io_service_bytes_recursive, true),
+            (b.io_serviced_recursive, false),
+        ] {
+            for e in list.unwrap_or_default() {
+                let (maj, min) = (e.major.unwrap_or(0), e.minor.unwrap_or(0));
+                let d = devs.entry((maj, min)).or_insert_with(|| BlkDevice {
+                    device: format!("{maj}:{min}"),
+                    major: maj as u32,
+                    minor: min as u32,
+                    ..Default::default()
+                });
+                let v = e.value.unwrap_or(0);
+                match (
+                    e.op.as_deref().map(str::to_ascii_lowercase).as_deref(),
+                    bytes,
+                ) {
+                    (Some("read"), true) => d.read_bytes += v,
+                    (Some("write"), true) => d.write_bytes += v,
+                    (Some("read"), false) => d.reads += v,
+                    (Some("write"), false) => d.writes += v,
+                    _ => {}
+                }
+            }
+        }
+        out.blkio = devs.into_values().collect();
+    }
+    out.pids = r.pids_stats.and_then(|p| p.current);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.5Z"), Some(1709208000.5));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T13:00:00+01:00"),
+            Some(1709208000.0)
+        );
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn event_kind() {
+        let e = DockerEvent {
+            action: "health_status: unhealthy".into(),
+            id: String::new(),
+            name: String::new(),
+            time_nano: 0,
+            attributes: Default::default(),
+        };
+        assert_eq!(e.kind(), "health_status");
+    }
+}

@@ -1,0 +1,6 @@
+//! gpu series (filled in by the gpu collector's issue).
+
+use super::Encoder;
+use crate::snapshot::Snapshot;
+
+pub(super) fn encode(_enc: &mut Encoder, _snap: &Snapshot) {}

@@ -1,0 +1,312 @@
+//! Exposition: a snapshot encoded as Prometheus text 0.0.4 or OpenMetrics 1.0.
+//!
+//! Encoding happens once per collection cycle, not per scrape: [`Exposition::encode`] renders
+//! both formats, and `/metrics` serves the bytes (gzipped on demand, cached). lookout writes the
+//! text itself rather than building prometheus-client metric objects for every series each cycle:
+//! one pass over the snapshot, with each container's label set rendered once and reused by
+//! every family, is what keeps a cycle inside its per-container CPU budget.
+
+mod container;
+mod gpu;
+mod host;
+mod logs;
+mod selfmetrics;
+
+use std::fmt::Write;
+use std::sync::OnceLock;
+
+use crate::snapshot::Snapshot;
+
+/// The two text formats Prometheus scrapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`.
+    Text,
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// Pick the format from an HTTP Accept header, as Prometheus negotiates it: OpenMetrics
+    /// when the scraper lists it (with a non-zero q), the classic text otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        for part in accept.split(',') {
+            let mut items = part.split(';').map(str::trim);
+            let media = items.next().unwrap_or("");
+            if media.eq_ignore_ascii_case("application/openmetrics-text") {
+                let q_zero = items.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f64>().ok())
+                        .is_some_and(|q| q == 0.0)
+                });
+                if !q_zero {
+                    return Format::OpenMetrics;
+                }
+            }
+        }
+        Format::Text
+    }
+}
+
+/// Metric types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Writes families and samples in either format.
+pub struct Encoder {
+    pub buf: String,
+    format: Format,
+}
+
+impl Encoder {
+    pub fn new(format: Format, capacity: usize) -> Encoder {
+        Encoder {
+            buf: String::with_capacity(capacity),
+            format,
+        }
+    }
+
+    /// Start a family. `name` is the sample name (counters end in `_total`).
+    pub fn family(&mut self, name: &str, help: &str, kind: Kind) {
+        let family = match (self.format, kind) {
+            (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        self.buf.push_str("# HELP ");
+        self.buf.push_str(family);
+        self.buf.push(' ');
+        escape_help(&mut self.buf, help, self.format);
+        self.buf.push_str("\n# TYPE ");
+        self.buf.push_str(family);
+        self.buf.push_str(match kind {
+            Kind::Counter => " counter\n",
+            Kind::Gauge => " gauge\n",
+        });
+    }
+
+    /// One sample. `labels` is a pre-rendered `a="x",b="y"` list (may be empty); `extra` adds
+    /// more pairs after it.
+    pub fn sample(&mut self, name: &str, labels: &str, extra: &[(&str, &str)], value: f64) {
+        self.buf.push_str(name);
+        if !labels.is_empty() || !extra.is_empty() {
+            self.buf.push('{');
+            self.buf.push_str(labels);
+            let mut first = labels.is_empty();
+            for (k, v) in extra {
+                if !first {
+                    self.buf.push(',');
+                }
+                first = false;
+                push_label(&mut self.buf, k, v);
+            }
+            self.buf.push('}');
+        }
+        self.buf.push(' ');
+        push_value(&mut self.buf, value);
+        self.buf.push('\n');
+    }
+
+    /// Family and its single unlabelled sample.
+    pub fn single(&mut self, name: &str, help: &str, kind: Kind, value: f64) {
+        self.family(name, help, kind);
+        self.sample(name, "", &[], value);
+    }
+
+    fn finish(mut self) -> String {
+        if self.format == Format::OpenMetrics {
+            self.buf.push_str("# EOF\n");
+        }
+        self.buf
+    }
+}
+
+/// Append `k="v"` with the value escaped.
+pub fn push_label(buf: &mut String, k: &str, v: &str) {
+    buf.push_str(k);
+    buf.push_str("=\"");
+    for ch in v.chars() {
+        match ch {
+            '\\' => buf.push_str("\\\\"),
+            '"' => buf.push_str("\\\""),
+            '\n' => buf.push_str("\\n"),
+            c => buf.push(c),
+        }
+    }
+    buf.push('"');
+}
+
+/// Render a label list once, for reuse across families.
+pub fn render_labels(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::with_capacity(64 * pairs.len());
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        push_label(&mut s, k, v);
+    }
+    s
+}
+
+fn escape_help(buf: &mut String, help: &str, format: Format) {
+    for ch in help.chars() {
+        match ch {
+            '\\' => buf.push_str("\\\\"),
+            '\n' => buf.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => buf.push_str("\\\""),
+            c => buf.push(c),
+        }
+    }
+}
+
+/// Write a sample value: integers without a fraction, others in Rust's shortest round-trip form.
+pub fn push_value(buf: &mut String, v: f64) {
+    if v.is_nan() {
+        buf.push_str("NaN");
+    } else if v.is_infinite() {
+        buf.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(buf, "{}", v as i64);
+    } else {
+        let _ = write!(buf, "{v}");
+    }
+}
+
+/// Prometheus label-name rules: `[a-zA-Z_][a-zA-Z0-9_]*`; other characters become `_`.
+pub fn sanitize_label_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Encode every family of a snapshot in one format.
+pub fn render(snap: &Snapshot, format: Format) -> String {
+    let mut enc = Encoder::new(format, 4096 + snap.containers.len() * 6000);
+    selfmetrics::encode(&mut enc, snap);
+    container::encode(&mut enc, snap);
+    host::encode(&mut enc, snap);
+    gpu::encode(&mut enc, snap);
+    logs::encode(&mut enc, snap);
+    enc.finish()
+}
+
+/// A snapshot's exposition in both formats, with gzip encodings made on first request.
+pub struct Exposition {
+    pub text: bytes::Bytes,
+    pub openmetrics: bytes::Bytes,
+    text_gz: OnceLock<bytes::Bytes>,
+    openmetrics_gz: OnceLock<bytes::Bytes>,
+}
+
+impl Exposition {
+    pub fn encode(snap: &Snapshot) -> Exposition {
+        Exposition {
+            text: render(snap, Format::Text).into(),
+            openmetrics: render(snap, Format::OpenMetrics).into(),
+            text_gz: OnceLock::new(),
+            openmetrics_gz: OnceLock::new(),
+        }
+    }
+
+    pub fn body(&self, format: Format) -> &bytes::Bytes {
+        match format {
+            Format::Text => &self.text,
+            Format::OpenMetrics => &self.openmetrics,
+        }
+    }
+
+    /// The gzip of a format's body, compressed once per snapshot.
+    pub fn gzipped(&self, format: Format) -> bytes::Bytes {
+        let cell = match format {
+            Format::Text => &self.text_gz,
+            Format::OpenMetrics => &self.openmetrics_gz,
+        };
+        cell.get_or_init(|| {
+            use std::io::Write as _;
+            let body = self.body(format);
+            let mut gz = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 6),
+                flate2::Compression::fast(),
+            );
+            let _ = gz.write_all(body);
+            gz.finish().unwrap_or_default().into()
+        })
+        .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_differ_between_formats() {
+        let mut t = Encoder::new(Format::Text, 0);
+        t.family("x_total", "An \"x\".", Kind::Counter);
+        t.sample("x_total", "a=\"1\"", &[("b", "q\"\\\n")], 2.5);
+        let t = t.finish();
+        assert_eq!(
+            t,
+            "# HELP x_total An \"x\".\n# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"\\\\\\n\"} 2.5\n"
+        );
+        let mut o = Encoder::new(Format::OpenMetrics, 0);
+        o.family("x_total", "An \"x\".", Kind::Counter);
+        o.sample("x_total", "", &[], 3.0);
+        assert_eq!(
+            o.finish(),
+            "# HELP x An \\\"x\\\".\n# TYPE x counter\nx_total 3\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2,*/*;q=0.1")),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn values_and_names() {
+        let mut s = String::new();
+        push_value(&mut s, 64.0 * 1024.0 * 1024.0);
+        s.push(' ');
+        push_value(&mut s, 0.25);
+        s.push(' ');
+        push_value(&mut s, f64::NAN);
+        assert_eq!(s, "67108864 0.25 NaN");
+        assert_eq!(
+            sanitize_label_name("com.docker.compose-project"),
+            "com_docker_compose_project"
+        );
+    }
+}

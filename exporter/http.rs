@@ -1,0 +1,266 @@
+//! HTTP: `/metrics`, `/health`, `/ready`, the status page `/`, and `/api/v1/containers`.
+//!
+//! Handlers only read the last published snapshot; a scrape does no collection work.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::app::Shared;
+use crate::exposition::Format;
+
+/// The router over shared state; tests call it with `oneshot`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+        .route("/ready", get(ready))
+        .route("/", get(status_page))
+        .route("/api/v1/containers", get(containers))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// The one error type handlers return: logged, then answered as plain text.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, error = %self.message, "http request failed");
+        }
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message + "\n",
+        )
+            .into_response()
+    }
+}
+
+async fn not_found() -> HttpError {
+    HttpError {
+        status: StatusCode::NOT_FOUND,
+        message: "not found; see / for the endpoints".into(),
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let latest = s.latest();
+    let mut resp = if gzip {
+        let body = latest.exposition.gzipped(format);
+        let mut r = body.into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        latest.exposition.body(format).clone().into_response()
+    };
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp
+}
+
+async fn health() -> &'static str {
+    "OK\n"
+}
+
+async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    if s.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first collection is not done yet\n",
+        )
+            .into_response()
+    }
+}
+
+/// One container in `/api/v1/containers`.
+#[derive(Serialize)]
+struct ContainerJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    image: &'a str,
+    state: &'static str,
+    health: &'static str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    exit_code: i64,
+    oom_killed: bool,
+    restarts: i64,
+    restarts_recent: u32,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    uptime_seconds: Option<f64>,
+    network_mode: &'a str,
+    cgroup_id: String,
+    stats_source: Option<crate::snapshot::StatsSource>,
+    cpu_percent: Option<f64>,
+    cpu_limit_percent: Option<f64>,
+    cpu_limit_cores: Option<f64>,
+    memory_bytes: Option<u64>,
+    memory_usage_bytes: Option<u64>,
+    memory_limit_bytes: Option<u64>,
+    memory_percent: Option<f64>,
+    pids: Option<u64>,
+    net_rx_bytes_per_second: Option<f64>,
+    net_tx_bytes_per_second: Option<f64>,
+    blk_read_bytes_per_second: Option<f64>,
+    blk_write_bytes_per_second: Option<f64>,
+    gpu_memory_bytes: Option<u64>,
+}
+
+async fn containers(State(s): State<Arc<Shared>>) -> Response {
+    let latest = s.latest();
+    let list: Vec<ContainerJson> = latest
+        .snapshot
+        .containers
+        .iter()
+        .map(|c| {
+            let i = &c.info;
+            let st = c.stats.as_ref();
+            ContainerJson {
+                id: &i.id,
+                name: &i.name,
+                image: &i.image,
+                state: i.state.as_str(),
+                health: i.health.as_str(),
+                labels: &i.labels,
+                exit_code: i.exit_code,
+                oom_killed: i.oom_killed,
+                restarts: i.restart_count,
+                restarts_recent: c.derived.restarts_recent,
+                started_at: i.started_at.map(rfc3339),
+                finished_at: i.finished_at.map(rfc3339),
+                uptime_seconds: c.derived.uptime_seconds,
+                network_mode: &i.network_mode,
+                cgroup_id: c.cgroup_id(),
+                stats_source: st.map(|s| s.source),
+                cpu_percent: c.derived.cpu_percent,
+                cpu_limit_percent: c.derived.cpu_limit_percent,
+                cpu_limit_cores: i.limits.cpu_cores(),
+                memory_bytes: st.and_then(|s| s.memory).map(|m| m.working_set),
+                memory_usage_bytes: st.and_then(|s| s.memory).map(|m| m.usage),
+                memory_limit_bytes: c.memory_limit(),
+                memory_percent: c.derived.memory_percent,
+                pids: st.and_then(|s| s.pids),
+                net_rx_bytes_per_second: c.derived.net_rx_bytes_per_second,
+                net_tx_bytes_per_second: c.derived.net_tx_bytes_per_second,
+                blk_read_bytes_per_second: c.derived.blk_read_bytes_per_second,
+                blk_write_bytes_per_second: c.derived.blk_write_bytes_per_second,
+                gpu_memory_bytes: c.derived.gpu_memory_bytes,
+            }
+        })
+        .collect();
+    Json(serde_json::json!({ "containers": list })).into_response()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn status_page(State(s): State<Arc<Shared>>) -> Html<String> {
+    let latest = s.latest();
+    let snap = &latest.snapshot;
+    let mut h = String::with_capacity(4096);
+    let running = snap
+        .containers
+        .iter()
+        .filter(|c| c.info.state == crate::snapshot::State::Running)
+        .count();
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>lookout</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.bad{{color:#b00}}.ok{{color:#070}}</style>\
+         </head><body><h1>lookout {}</h1>\
+         <p>Containers: <b>{}</b> known, <b>{}</b> running. Last collection: {} ({:.1} ms). Interval: {}.</p>",
+        env!("CARGO_PKG_VERSION"),
+        snap.containers.len(),
+        running,
+        if s.is_ready() { rfc3339(snap.taken_at) } else { "not yet".into() },
+        snap.duration_seconds * 1000.0,
+        crate::config::format_duration(s.config.interval),
+    );
+    h.push_str("<h2>Collectors</h2><table><tr><th>collector</th><th>state</th><th>duration</th><th>last error</th></tr>");
+    for c in &snap.collectors {
+        let (class, word) = match (c.success, c.exported) {
+            (true, _) => ("ok", "ok"),
+            (false, true) => ("bad", "failing"),
+            (false, false) => ("", "not available"),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"{class}\">{word}</td><td>{:.1} ms</td><td>{}</td></tr>",
+            c.name,
+            c.duration_seconds * 1000.0,
+            esc(c.error.as_deref().unwrap_or(""))
+        );
+    }
+    h.push_str("</table>");
+    h.push_str(
+        "<h2>Endpoints</h2><ul><li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>\
+         <li><a href=\"/api/v1/containers\">/api/v1/containers</a> (JSON)</li>\
+         <li><a href=\"/health\">/health</a> (liveness)</li><li><a href=\"/ready\">/ready</a> (readiness)</li></ul>",
+    );
+    h.push_str("</body></html>\n");
+    Html(h)
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp.
+pub fn rfc3339(t: f64) -> String {
+    let secs = t.floor() as i64;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let t = 1709208000.0;
+        assert_eq!(rfc3339(t), "2024-02-29T12:00:00Z");
+        assert_eq!(crate::docker_api::parse_rfc3339(&rfc3339(t)), Some(t));
+    }
+}
