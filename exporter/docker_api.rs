@@ -419,12 +419,12 @@ fn from_inspect(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
         labels: cfg.labels.unwrap_or_default().into_iter().collect(),
         state: st
             .status
-            .map(|s| State::parse(&s.to_string()))
+            .map(|s| State::parse(s.as_ref()))
             .unwrap_or_default(),
         health: st
             .health
             .and_then(|h| h.status)
-            .map(|s| Health::parse(&s.to_string()))
+            .map(|s| Health::parse(s.as_ref()))
             .unwrap_or_default(),
         restart_count: r.restart_count.unwrap_or(0),
         exit_code: st.exit_code.unwrap_or(0),
