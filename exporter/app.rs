@@ -20,8 +20,9 @@ pub struct Published {
 }
 
 impl Published {
-    pub fn new(snapshot: Snapshot) -> Published {
-        let exposition = Exposition::encode(&snapshot);
+    /// Encode `snapshot`; `size_hint` is the previous exposition's size, to allocate once.
+    pub fn new(snapshot: Snapshot, size_hint: usize) -> Published {
+        let exposition = Exposition::encode(&snapshot, size_hint);
         Published {
             snapshot: Arc::new(snapshot),
             exposition,
@@ -42,7 +43,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Arc<Config>, docker: Arc<DockerState>) -> Arc<Shared> {
         Arc::new(Shared {
-            latest: RwLock::new(Arc::new(Published::new(Snapshot::default()))),
+            latest: RwLock::new(Arc::new(Published::new(Snapshot::default(), 0))),
             ready: AtomicBool::new(false),
             docker,
             config,
@@ -136,6 +137,16 @@ pub async fn collect_once(config: Config) -> anyhow::Result<Snapshot> {
     Ok(snap)
 }
 
+/// Hand memory freed by the previous cycle's snapshot and exposition back to the OS, so that
+/// resident memory tracks what is live rather than the high-water mark.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Run the exporter until `shutdown` resolves: collect every interval, serve HTTP on `listener`.
 pub async fn run(
     config: Config,
@@ -174,9 +185,11 @@ pub async fn run(
                 has_prev.then_some(&*prev.snapshot),
             )
             .await;
+            let hint = prev.exposition.len();
             drop(prev);
-            let published = tokio::task::block_in_place(|| Published::new(snap));
+            let published = tokio::task::block_in_place(|| Published::new(snap, hint));
             loop_shared.publish(published);
+            release_freed_memory();
         }
     }));
     let app = crate::http::router(shared);
