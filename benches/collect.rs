@@ -202,10 +202,11 @@ fn main() {
     println!("| containers | CPU µs/container/cycle (total) | cgroup+proc read | snapshot | encode (both formats) | exposition bytes (text) |");
     println!("|---|---|---|---|---|---|");
     for &n in &sizes {
-        let base = Path::new("/dev/shm")
-            .exists()
-            .then(|| Path::new("/dev/shm"))
-            .unwrap_or(Path::new("/tmp"));
+        let base = if Path::new("/dev/shm").exists() {
+            Path::new("/dev/shm")
+        } else {
+            Path::new("/tmp")
+        };
         let dir = tempfile::tempdir_in(base).unwrap();
         let inv = Arc::new(synth(dir.path(), n));
         let sys = dir.path().join("sys");
