@@ -7,6 +7,7 @@
 //! every family, is what keeps a cycle inside its per-container CPU budget.
 
 mod container;
+mod disk;
 mod gpu;
 mod host;
 mod logs;
@@ -208,8 +209,18 @@ pub fn render(snap: &Snapshot, format: Format) -> String {
     selfmetrics::encode(&mut enc, snap);
     container::encode(&mut enc, snap);
     host::encode(&mut enc, snap);
+    disk::encode(&mut enc, snap);
     gpu::encode(&mut enc, snap);
     logs::encode(&mut enc, snap);
+    enc.finish()
+}
+
+/// Only the host and filesystem families (node_exporter's part), for the golden test and the
+/// bench harness.
+pub fn render_host_disk(snap: &Snapshot, format: Format) -> String {
+    let mut enc = Encoder::new(format, 16384);
+    host::encode(&mut enc, snap);
+    disk::encode(&mut enc, snap);
     enc.finish()
 }
 
