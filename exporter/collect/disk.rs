@@ -171,16 +171,19 @@ impl DiskCollector {
             })
             .collect();
         let mut stuck = self.stuck.lock().unwrap_or_else(|e| e.into_inner());
+        stuck.retain(|mountpoint, h| {
+            let returned = h.is_finished();
+            if returned {
+                tracing::info!(%mountpoint, "statfs returned; monitoring the mount again");
+            }
+            !returned
+        });
         let (tx, rx) = mpsc::channel();
         let mut pending: Vec<Option<JoinHandle<()>>> = Vec::with_capacity(mounts.len());
         for (i, m) in mounts.iter().enumerate() {
             pending.push(None);
-            if let Some(h) = stuck.get(&m.mountpoint) {
-                if !h.is_finished() {
-                    continue;
-                }
-                stuck.remove(&m.mountpoint);
-                tracing::info!(mountpoint = %m.mountpoint, "statfs returned; monitoring the mount again");
+            if stuck.contains_key(&m.mountpoint) {
+                continue;
             }
             let path = host_path(&self.rootfs, &m.mountpoint);
             let statfs = self.statfs.clone();
