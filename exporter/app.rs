@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::collect::cgroup::CgroupCollector;
+use crate::collect::disk::DiskCollector;
 use crate::collect::docker::{self, DockerCollector, DockerState};
+use crate::collect::host::HostCollector;
 use crate::collect::{Collector, Runner};
 use crate::config::Config;
 use crate::docker_api::{BollardDocker, DockerApi};
@@ -84,6 +86,15 @@ pub fn build_collectors<D: DockerApi>(
             &config.paths.procfs,
             &config.paths.sysfs,
             config.interval,
+        )));
+    }
+    if config.collectors.host {
+        out.push(Arc::new(HostCollector::new(&config.paths.procfs)));
+    }
+    if config.collectors.disk.enabled {
+        out.push(Arc::new(DiskCollector::new(
+            &config.paths,
+            &config.collectors.disk,
         )));
     }
     out

@@ -102,7 +102,7 @@ fn prometheus_scrapes_lookout() {
         let r = support::request(&paddr, "GET", &path, &[]).ok()?;
         let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
         let res = v["data"]["result"].as_array()?.clone();
-        (!res.is_empty()).then(|| serde_json::Value::Array(res))
+        (!res.is_empty()).then_some(serde_json::Value::Array(res))
     };
     let up = wait_until(Duration::from_secs(40), || {
         query("up{job=\"lookout\"} == 1")

@@ -6,7 +6,9 @@
 //! changes or recovers), never every cycle.
 
 pub mod cgroup;
+pub mod disk;
 pub mod docker;
+pub mod host;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -7,6 +7,7 @@
 //! every family, is what keeps a cycle inside its per-container CPU budget.
 
 mod container;
+mod disk;
 mod gpu;
 mod host;
 mod logs;
@@ -288,6 +289,7 @@ fn encode_all(snap: &Snapshot, capacity: usize) -> Encoder {
     selfmetrics::encode(&mut enc, snap);
     container::encode(&mut enc, snap);
     host::encode(&mut enc, snap);
+    disk::encode(&mut enc, snap);
     gpu::encode(&mut enc, snap);
     logs::encode(&mut enc, snap);
     enc
@@ -296,6 +298,15 @@ fn encode_all(snap: &Snapshot, capacity: usize) -> Encoder {
 /// Encode every family of a snapshot in one format, as one string.
 pub fn render(snap: &Snapshot, format: Format) -> String {
     encode_all(snap, 4096 + snap.containers.len() * 8192).into_string(format)
+}
+
+/// Only the host and filesystem families (node_exporter's part), for the golden test and the
+/// bench harness.
+pub fn render_host_disk(snap: &Snapshot, format: Format) -> String {
+    let mut enc = Encoder::new(16384);
+    host::encode(&mut enc, snap);
+    disk::encode(&mut enc, snap);
+    enc.into_string(format)
 }
 
 /// A snapshot's exposition for both formats, with gzip encodings made on first request.
