@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::collect::cgroup::CgroupCollector;
 use crate::collect::docker::{self, DockerCollector, DockerState};
+use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::{Collector, Runner};
-use crate::config::Config;
+use crate::config::{Config, GpuMode};
 use crate::docker_api::{BollardDocker, DockerApi};
 use crate::exposition::Exposition;
 use crate::snapshot::Snapshot;
@@ -83,6 +84,13 @@ pub fn build_collectors<D: DockerApi>(
             &config.paths.procfs,
             &config.paths.sysfs,
             config.interval,
+        )));
+    }
+    if config.collectors.gpu != GpuMode::Off {
+        out.push(Arc::new(GpuCollector::new(
+            config.collectors.gpu,
+            gpu_collect::library_path(),
+            &config.paths.procfs,
         )));
     }
     out

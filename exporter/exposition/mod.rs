@@ -92,6 +92,11 @@ impl Encoder {
         self.buf.push_str("\n# TYPE ");
         self.buf.push_str(family);
         self.buf.push_str(match kind {
+            // OpenMetrics requires a counter's samples to end in `_total`. A counter that keeps
+            // another exporter's name without it (DCGM's) is typed unknown there, not renamed.
+            Kind::Counter if self.format == Format::OpenMetrics && !name.ends_with("_total") => {
+                " unknown\n"
+            }
             Kind::Counter => " counter\n",
             Kind::Gauge => " gauge\n",
         });
