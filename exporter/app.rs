@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use crate::collect::cgroup::CgroupCollector;
 use crate::collect::disk::DiskCollector;
 use crate::collect::docker::{self, DockerCollector, DockerState};
+use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::host::HostCollector;
 use crate::collect::{Collector, Runner};
-use crate::config::Config;
+use crate::config::{Config, GpuMode};
 use crate::docker_api::{BollardDocker, DockerApi};
 use crate::exposition::Exposition;
 use crate::snapshot::Snapshot;
@@ -95,6 +96,13 @@ pub fn build_collectors<D: DockerApi>(
         out.push(Arc::new(DiskCollector::new(
             &config.paths,
             &config.collectors.disk,
+        )));
+    }
+    if config.collectors.gpu != GpuMode::Off {
+        out.push(Arc::new(GpuCollector::new(
+            config.collectors.gpu,
+            gpu_collect::library_path(),
+            &config.paths.procfs,
         )));
     }
     out

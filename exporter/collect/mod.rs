@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod disk;
 pub mod docker;
+pub mod gpu;
 pub mod host;
 
 use std::future::Future;

@@ -158,6 +158,9 @@ fn write_header(h: &mut String, name: &str, help: &str, kind: Kind, format: Form
     h.push_str("\n# TYPE ");
     h.push_str(family);
     h.push_str(match kind {
+        // OpenMetrics requires a counter's samples to end in `_total`. A counter that keeps
+        // another exporter's name without it (DCGM's) is typed unknown there, not renamed.
+        Kind::Counter if format == Format::OpenMetrics && !name.ends_with("_total") => " unknown\n",
         Kind::Counter => " counter\n",
         Kind::Gauge => " gauge\n",
     });

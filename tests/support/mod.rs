@@ -327,3 +327,35 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+impl Lookout {
+    /// [`Lookout::start`] with extra environment variables for the lookout process (added for
+    /// the GPU tests, which point `LOOKOUT_NVML_LIB` at a stub library).
+    pub fn start_with_env(config: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Lookout {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("lookout.yml");
+        std::fs::write(&cfg, format!("listen: {addr}\n{config}")).unwrap();
+        let log = std::fs::File::create(dir.path().join("lookout.log")).unwrap();
+        let child = Command::new(lookout_bin())
+            .arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .args(extra_args)
+            .env("LOOKOUT_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start lookout");
+        let l = Lookout { addr, child, dir };
+        wait_until(Duration::from_secs(20), || {
+            request(&l.addr, "GET", "/ready", &[])
+                .ok()
+                .filter(|r| r.status == 200)
+        })
+        .unwrap_or_else(|| panic!("lookout did not become ready; log:\n{}", l.log()));
+        l
+    }
+}
