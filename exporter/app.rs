@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::collect::cgroup::CgroupCollector;
 use crate::collect::docker::{self, DockerCollector, DockerState};
+use crate::collect::logs::LogCollector;
 use crate::collect::{Collector, Runner};
 use crate::config::Config;
 use crate::docker_api::{BollardDocker, DockerApi};
@@ -83,6 +84,14 @@ pub fn build_collectors<D: DockerApi>(
             &config.paths.procfs,
             &config.paths.sysfs,
             config.interval,
+        )));
+    }
+    // Always with the Docker collector: any container can opt in with its label.
+    if config.collectors.docker {
+        out.push(Arc::new(LogCollector::new(
+            api.clone(),
+            docker.clone(),
+            &config.collectors.logs,
         )));
     }
     out

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod docker;
+pub mod logs;
 
 use std::future::Future;
 use std::pin::Pin;
