@@ -541,9 +541,13 @@ impl<D: DockerApi> Inner<D> {
             let Some((source, regex)) = want else {
                 continue;
             };
+            let replaced = old.is_some();
             let counters = old.map(|o| o.counters).unwrap_or_default();
             let first = match c.started_at {
-                Some(s) if s >= self.created_at && now - s < FRESH_RUN => Some(s.floor() as i64),
+                // A replaced follower has read this run already: go on from now.
+                Some(s) if !replaced && s >= self.created_at && now - s < FRESH_RUN => {
+                    Some(s.floor() as i64)
+                }
                 _ if c.is_running() => Some(now.ceil() as i64),
                 _ => None,
             };

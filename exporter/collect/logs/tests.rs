@@ -458,3 +458,41 @@ async fn an_invalid_label_is_reported_and_config_rules_still_apply() {
     assert_eq!(p.invalid_patterns.len(), 2);
     assert_eq!(rig.fake.calls().len(), 3);
 }
+
+#[tokio::test]
+async fn a_rename_onto_another_rule_keeps_counts_and_does_not_re_read() {
+    let rig = Rig::new(vec![], &[("job-*", "fail"), ("task-*", "oops")]).await;
+    rig.part().await;
+    let started = crate::now_unix();
+    rig.fake.put(container("j", "job-1", None, started));
+    rig.resync().await;
+    rig.part().await;
+    rig.calls_until(1).await;
+    rig.fake.send("j", LogStream::Stdout, b"fail\noops\n");
+    rig.until("job counts", |p| {
+        count(p, "job-1", "stdout") == Some((2, 1))
+    })
+    .await;
+    // Renamed (resync re-inspects only on a state change, so go through one).
+    rig.fake.edit("j", |c| {
+        c.name = "task-1".into();
+        c.state = State::Paused;
+    });
+    rig.resync().await;
+    let before = crate::now_unix();
+    rig.part().await;
+    let calls = rig.calls_until(2).await;
+    assert!(
+        calls[1].1 >= before.ceil() as i64,
+        "the new follower re-read the run: since {} < {}",
+        calls[1].1,
+        before.ceil()
+    );
+    rig.fake.send("j", LogStream::Stdout, b"oops\n");
+    let p = rig
+        .until("counts carried over", |p| {
+            count(p, "task-1", "stdout") == Some((3, 2))
+        })
+        .await;
+    assert_eq!(count(&p, "job-1", "stdout"), None);
+}
