@@ -1,0 +1,3 @@
+//! The rule engine: alert rules evaluated over each snapshot's targets.
+
+pub mod state;
