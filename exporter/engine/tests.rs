@@ -127,7 +127,7 @@ fn a_vanished_target_resolves_but_a_missing_scope_keeps_state() {
     let mut e = Engine::new(rules(RULES), "box", None);
     let dead = target(&container("job", None, State::Exited, 1));
     assert_eq!(
-        names(&e.evaluate_targets(&[dead.clone()], C, 0.0)),
+        names(&e.evaluate_targets(std::slice::from_ref(&dead), C, 0.0)),
         ["Down:job:firing"]
     );
     // The container scope is not complete this time (its collector failed): kept.
