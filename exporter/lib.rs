@@ -29,6 +29,7 @@ pub mod collect;
 pub mod config;
 pub mod docker_api;
 pub mod doctor;
+pub mod engine;
 pub mod exposition;
 pub mod http;
 pub mod snapshot;

@@ -1,0 +1,611 @@
+//! Rule expressions: parsed once at load by evalexpr, then compiled to a small tree that reads
+//! the target's variables by slot and allocates nothing when it runs.
+//!
+//! evalexpr's own tree walk clones every variable it reads and allocates an argument vector at
+//! every node; at 1,000 rules over 1,000 containers per cycle that is most of the budget. So the
+//! common operators (arithmetic, comparison, `&&`, `||`, `!`, constants and variables) are
+//! compiled into [`Compiled`]; anything else (function calls, tuples) stays an evalexpr subtree
+//! and is evaluated by evalexpr itself.
+//!
+//! The semantics are evalexpr's, with three deliberate differences:
+//! - **A missing reading is unknown, not an error.** A variable without a value this cycle (no
+//!   CPU figure for a stopped container, no swap) is `Empty`; any operation on it is unknown, and
+//!   `&&`/`||` use three-valued logic (`false && unknown` is false, `true || unknown` is true).
+//!   A rule whose `expr` is unknown is not breached; a `resolve` that is unknown counts as met
+//!   (nothing holds the alert any more), as a series that vanished does in Prometheus.
+//! - **Numbers compare as numbers:** `exit_code == 0` holds for the float `0.0` (evalexpr
+//!   treats int `0` and float `0.0` as different values).
+//! - **`&&` and `||` short-circuit.** The dry run at load evaluates both sides through evalexpr,
+//!   so a type error on the right is still found.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use evalexpr::{Context, EvalexprError, EvalexprResult, Operator, Value};
+
+/// The outcome of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    /// It read a variable that has no value this cycle.
+    Unknown,
+}
+
+/// Why an expression did not compile, or failed on a target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("unknown variable `{name}`; {scope} rules can use: {known}")]
+    UnknownVariable {
+        name: String,
+        scope: &'static str,
+        known: String,
+    },
+    #[error("{0}")]
+    Eval(String),
+    #[error("the expression gives {0}, not a true/false condition")]
+    NotBoolean(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Exp,
+    Eq,
+    Neq,
+    Gt,
+    Lt,
+    Geq,
+    Leq,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Const(Value),
+    Var(usize),
+    Neg(Box<Node>),
+    Not(Box<Node>),
+    Bin(Op, Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    /// Left to evalexpr (function calls, tuples, ...); `reads` are the slots it reads.
+    Opaque {
+        tree: evalexpr::Node,
+        reads: Vec<usize>,
+    },
+}
+
+/// The names of a scope's variables, in slot order, for resolving identifiers.
+#[derive(Debug, Clone, Copy)]
+pub struct Names {
+    pub scope: &'static str,
+    pub names: &'static [&'static str],
+}
+
+impl Names {
+    fn slot(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| *n == name)
+    }
+}
+
+/// An expression compiled for one scope.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// As written.
+    pub source: String,
+    /// evalexpr's tree, kept for the dry run and for differential tests.
+    tree: evalexpr::Node,
+    root: Node,
+    names: Names,
+    /// The slots read, in order of first appearance (the first is the alert's `value`).
+    pub reads: Vec<usize>,
+}
+
+impl Compiled {
+    /// Parse and compile; identifiers are resolved against `names` now, so an unknown variable
+    /// is a load error, not an evaluation error.
+    pub fn new(source: &str, names: Names) -> Result<Compiled, ExprError> {
+        let tree = evalexpr::build_operator_tree(source)
+            .map_err(|e| ExprError::Parse(format!("cannot parse {source:?}: {e}")))?;
+        let mut reads = Vec::new();
+        for ident in tree.iter_variable_identifiers() {
+            match names.slot(ident) {
+                Some(s) => {
+                    if !reads.contains(&s) {
+                        reads.push(s)
+                    }
+                }
+                None => {
+                    return Err(ExprError::UnknownVariable {
+                        name: ident.to_string(),
+                        scope: names.scope,
+                        known: names.names.join(", "),
+                    })
+                }
+            }
+        }
+        let root = translate(&tree, &names)?;
+        Ok(Compiled {
+            source: source.to_string(),
+            tree,
+            root,
+            names,
+            reads,
+        })
+    }
+
+    /// Evaluate over a target's values (indexed by slot).
+    pub fn eval<'a>(&'a self, values: &'a [Value]) -> Result<Cow<'a, Value>, ExprError> {
+        eval(&self.root, values, &self.names).map_err(ExprError::Eval)
+    }
+
+    /// Evaluate as a condition.
+    pub fn truth(&self, values: &[Value]) -> Result<Truth, ExprError> {
+        match self.eval(values)?.as_ref() {
+            Value::Boolean(true) => Ok(Truth::True),
+            Value::Boolean(false) => Ok(Truth::False),
+            Value::Empty => Ok(Truth::Unknown),
+            other => Err(ExprError::NotBoolean(describe(other))),
+        }
+    }
+
+    /// The dry run at load: evaluate through evalexpr itself (every operand, no
+    /// short-circuit) and through the compiled form, over sample values where every variable
+    /// exists; either failing, or a result that is not a condition, is a load error.
+    pub fn dry_run(&self, sample: &[Value]) -> Result<(), ExprError> {
+        let ctx = SlotContext {
+            names: &self.names,
+            values: sample,
+        };
+        let v = self
+            .tree
+            .eval_with_context(&ctx)
+            .map_err(|e| ExprError::Eval(e.to_string()))?;
+        if !matches!(v, Value::Boolean(_)) {
+            return Err(ExprError::NotBoolean(describe(&v)));
+        }
+        self.truth(sample).map(|_| ())
+    }
+
+    /// evalexpr's own evaluation of the same text (for tests comparing the two).
+    #[cfg(test)]
+    fn eval_evalexpr(&self, values: &[Value]) -> EvalexprResult<Value> {
+        self.tree.eval_with_context(&SlotContext {
+            names: &self.names,
+            values,
+        })
+    }
+}
+
+/// "a float (3.5)", for messages.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("a string ({s:?})"),
+        Value::Float(f) => format!("a number ({f})"),
+        Value::Int(i) => format!("a number ({i})"),
+        Value::Boolean(b) => format!("a boolean ({b})"),
+        Value::Tuple(_) => "a tuple".into(),
+        Value::Empty => "nothing".into(),
+    }
+}
+
+fn translate(n: &evalexpr::Node, names: &Names) -> Result<Node, ExprError> {
+    let kids = n.children();
+    let one = |i: usize| translate(&kids[i], names).map(Box::new);
+    let bin = |op: Op| -> Result<Node, ExprError> {
+        if kids.len() != 2 {
+            return opaque(n, names);
+        }
+        Ok(Node::Bin(op, one(0)?, one(1)?))
+    };
+    match n.operator() {
+        Operator::RootNode => match kids.len() {
+            0 => Ok(Node::Const(Value::Empty)),
+            1 => translate(&kids[0], names),
+            _ => opaque(n, names),
+        },
+        Operator::Const { value } if !matches!(value, Value::Tuple(_)) => {
+            Ok(Node::Const(value.clone()))
+        }
+        Operator::VariableIdentifierRead { identifier } => {
+            // Resolved by Compiled::new already.
+            Ok(Node::Var(names.slot(identifier).unwrap_or(usize::MAX)))
+        }
+        Operator::Add => bin(Op::Add),
+        Operator::Sub => bin(Op::Sub),
+        Operator::Mul => bin(Op::Mul),
+        Operator::Div => bin(Op::Div),
+        Operator::Mod => bin(Op::Mod),
+        Operator::Exp => bin(Op::Exp),
+        Operator::Eq => bin(Op::Eq),
+        Operator::Neq => bin(Op::Neq),
+        Operator::Gt => bin(Op::Gt),
+        Operator::Lt => bin(Op::Lt),
+        Operator::Geq => bin(Op::Geq),
+        Operator::Leq => bin(Op::Leq),
+        Operator::And if kids.len() == 2 => Ok(Node::And(one(0)?, one(1)?)),
+        Operator::Or if kids.len() == 2 => Ok(Node::Or(one(0)?, one(1)?)),
+        Operator::Not if kids.len() == 1 => Ok(Node::Not(one(0)?)),
+        Operator::Neg if kids.len() == 1 => Ok(Node::Neg(one(0)?)),
+        _ => opaque(n, names),
+    }
+}
+
+fn opaque(n: &evalexpr::Node, names: &Names) -> Result<Node, ExprError> {
+    let mut reads = Vec::new();
+    for ident in n.iter_variable_identifiers() {
+        if let Some(s) = names.slot(ident) {
+            if !reads.contains(&s) {
+                reads.push(s);
+            }
+        }
+    }
+    Ok(Node::Opaque {
+        tree: n.clone(),
+        reads,
+    })
+}
+
+const EMPTY: Value = Value::Empty;
+
+fn eval<'a>(n: &'a Node, vals: &'a [Value], names: &Names) -> Result<Cow<'a, Value>, String> {
+    Ok(match n {
+        Node::Const(v) => Cow::Borrowed(v),
+        Node::Var(slot) => Cow::Borrowed(vals.get(*slot).unwrap_or(&EMPTY)),
+        Node::Neg(a) => {
+            let a = eval(a, vals, names)?;
+            Cow::Owned(match a.as_ref() {
+                Value::Empty => Value::Empty,
+                Value::Int(i) => Value::Int(
+                    i.checked_neg()
+                        .ok_or_else(|| format!("negation of {i} overflows"))?,
+                ),
+                Value::Float(f) => Value::Float(-f),
+                other => return Err(format!("expected a number, got {}", describe(other))),
+            })
+        }
+        Node::Not(a) => {
+            let a = eval(a, vals, names)?;
+            Cow::Owned(match tri(&a)? {
+                Some(b) => Value::Boolean(!b),
+                None => Value::Empty,
+            })
+        }
+        Node::And(a, b) => {
+            let l = tri(eval(a, vals, names)?.as_ref())?;
+            if l == Some(false) {
+                return Ok(Cow::Owned(Value::Boolean(false)));
+            }
+            let r = tri(eval(b, vals, names)?.as_ref())?;
+            Cow::Owned(match (l, r) {
+                (_, Some(false)) => Value::Boolean(false),
+                (Some(true), Some(true)) => Value::Boolean(true),
+                _ => Value::Empty,
+            })
+        }
+        Node::Or(a, b) => {
+            let l = tri(eval(a, vals, names)?.as_ref())?;
+            if l == Some(true) {
+                return Ok(Cow::Owned(Value::Boolean(true)));
+            }
+            let r = tri(eval(b, vals, names)?.as_ref())?;
+            Cow::Owned(match (l, r) {
+                (_, Some(true)) => Value::Boolean(true),
+                (Some(false), Some(false)) => Value::Boolean(false),
+                _ => Value::Empty,
+            })
+        }
+        Node::Bin(op, a, b) => {
+            let a = eval(a, vals, names)?;
+            let b = eval(b, vals, names)?;
+            if matches!(a.as_ref(), Value::Empty) || matches!(b.as_ref(), Value::Empty) {
+                return Ok(Cow::Owned(Value::Empty));
+            }
+            Cow::Owned(binary(*op, &a, &b)?)
+        }
+        Node::Opaque { tree, reads } => {
+            let ctx = SlotContext {
+                names,
+                values: vals,
+            };
+            match tree.eval_with_context(&ctx) {
+                Ok(v) => Cow::Owned(v),
+                Err(_)
+                    if reads
+                        .iter()
+                        .any(|s| matches!(vals.get(*s), Some(Value::Empty))) =>
+                {
+                    Cow::Owned(Value::Empty)
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+}
+
+/// A condition operand: true, false, or unknown.
+fn tri(v: &Value) -> Result<Option<bool>, String> {
+    match v {
+        Value::Boolean(b) => Ok(Some(*b)),
+        Value::Empty => Ok(None),
+        other => Err(format!("expected a boolean, got {}", describe(other))),
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+fn binary(op: Op, a: &Value, b: &Value) -> Result<Value, String> {
+    use Value::{Boolean, Float, Int};
+    let sym = match op {
+        Op::Add => "+",
+        Op::Sub => "-",
+        Op::Mul => "*",
+        Op::Div => "/",
+        Op::Mod => "%",
+        Op::Exp => "^",
+        Op::Eq => "==",
+        Op::Neq => "!=",
+        Op::Gt => ">",
+        Op::Lt => "<",
+        Op::Geq => ">=",
+        Op::Leq => "<=",
+    };
+    let mismatch = || format!("cannot apply {sym} to {} and {}", describe(a), describe(b));
+    match op {
+        Op::Eq | Op::Neq => {
+            let equal = match (number(a), number(b)) {
+                (Some(x), Some(y)) => match (a, b) {
+                    (Int(i), Int(j)) => i == j,
+                    _ => x == y,
+                },
+                _ => a == b,
+            };
+            Ok(Boolean(equal == (op == Op::Eq)))
+        }
+        Op::Gt | Op::Lt | Op::Geq | Op::Leq => {
+            let ord = match (a, b) {
+                (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+                (Int(x), Int(y)) => Some(x.cmp(y)),
+                _ => match (number(a), number(b)) {
+                    (Some(x), Some(y)) => x.partial_cmp(&y),
+                    _ => return Err(mismatch()),
+                },
+            };
+            // NaN compares false both ways, as in evalexpr.
+            Ok(Boolean(match (op, ord) {
+                (_, None) => false,
+                (Op::Gt, Some(o)) => o == Ordering::Greater,
+                (Op::Lt, Some(o)) => o == Ordering::Less,
+                (Op::Geq, Some(o)) => o != Ordering::Less,
+                (_, Some(o)) => o != Ordering::Greater,
+            }))
+        }
+        Op::Add => match (a, b) {
+            (Value::String(x), Value::String(y)) => Ok(Value::String(format!("{x}{y}"))),
+            (Int(x), Int(y)) => x
+                .checked_add(*y)
+                .map(Int)
+                .ok_or_else(|| format!("{x} + {y} overflows")),
+            _ => match (number(a), number(b)) {
+                (Some(x), Some(y)) => Ok(Float(x + y)),
+                _ => Err(mismatch()),
+            },
+        },
+        Op::Sub | Op::Mul | Op::Div | Op::Mod => {
+            let (Some(x), Some(y)) = (number(a), number(b)) else {
+                return Err(mismatch());
+            };
+            if let (Int(i), Int(j)) = (a, b) {
+                let r = match op {
+                    Op::Sub => i.checked_sub(*j),
+                    Op::Mul => i.checked_mul(*j),
+                    Op::Div => i.checked_div(*j),
+                    _ => i.checked_rem(*j),
+                };
+                return r
+                    .map(Int)
+                    .ok_or_else(|| format!("{i} {sym} {j} is not defined or overflows"));
+            }
+            Ok(Float(match op {
+                Op::Sub => x - y,
+                Op::Mul => x * y,
+                Op::Div => x / y,
+                _ => x % y,
+            }))
+        }
+        Op::Exp => match (number(a), number(b)) {
+            (Some(x), Some(y)) => Ok(Float(x.powf(y))),
+            _ => Err(mismatch()),
+        },
+    }
+}
+
+/// An evalexpr context over slot-indexed values, for the subtrees evalexpr evaluates.
+struct SlotContext<'a> {
+    names: &'a Names,
+    values: &'a [Value],
+}
+
+impl Context for SlotContext<'_> {
+    fn get_value(&self, identifier: &str) -> Option<&Value> {
+        self.names.slot(identifier).and_then(|s| self.values.get(s))
+    }
+
+    fn call_function(&self, identifier: &str, _argument: &Value) -> EvalexprResult<Value> {
+        Err(EvalexprError::FunctionIdentifierNotFound(
+            identifier.to_string(),
+        ))
+    }
+
+    fn are_builtin_functions_disabled(&self) -> bool {
+        false
+    }
+
+    fn set_builtin_functions_disabled(&mut self, _disabled: bool) -> EvalexprResult<()> {
+        Err(EvalexprError::BuiltinFunctionsCannotBeDisabled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: Names = Names {
+        scope: "test",
+        names: &["cpu", "mem", "state", "oom", "code", "gone"],
+    };
+
+    fn vals() -> Vec<Value> {
+        vec![
+            Value::Float(85.5),
+            Value::Float(40.0),
+            Value::String("running".into()),
+            Value::Boolean(false),
+            Value::Float(0.0),
+            Value::Empty,
+        ]
+    }
+
+    fn truth(src: &str) -> Result<Truth, ExprError> {
+        Compiled::new(src, NAMES).unwrap().truth(&vals())
+    }
+
+    #[test]
+    fn conditions() {
+        assert_eq!(truth("cpu > 80"), Ok(Truth::True));
+        assert_eq!(truth("cpu > 80 && mem > 50"), Ok(Truth::False));
+        assert_eq!(truth("cpu > 80 || mem > 50"), Ok(Truth::True));
+        assert_eq!(truth("!(cpu > 80)"), Ok(Truth::False));
+        assert_eq!(truth("state == \"running\""), Ok(Truth::True));
+        assert_eq!(truth("state != \"running\" || oom"), Ok(Truth::False));
+        assert_eq!(truth("(cpu + mem) / 2 > 60"), Ok(Truth::True));
+        assert_eq!(truth("cpu - 5.5 == 80"), Ok(Truth::True));
+        assert_eq!(truth("-cpu < 0"), Ok(Truth::True));
+        assert_eq!(truth("2 ^ 3 == 8"), Ok(Truth::True));
+        assert_eq!(truth("7 % 4 == 3"), Ok(Truth::True));
+    }
+
+    #[test]
+    fn numbers_compare_as_numbers() {
+        // code is the float 0.0; evalexpr alone would say 0.0 != 0.
+        assert_eq!(truth("code == 0"), Ok(Truth::True));
+        assert_eq!(truth("code != 0"), Ok(Truth::False));
+    }
+
+    #[test]
+    fn a_missing_reading_is_unknown_with_three_valued_logic() {
+        assert_eq!(truth("gone > 80"), Ok(Truth::Unknown));
+        assert_eq!(truth("gone == 0"), Ok(Truth::Unknown));
+        assert_eq!(truth("!(gone > 80)"), Ok(Truth::Unknown));
+        assert_eq!(truth("gone * 2 + 1 > 80"), Ok(Truth::Unknown));
+        assert_eq!(truth("gone > 80 && cpu > 80"), Ok(Truth::Unknown));
+        assert_eq!(truth("gone > 80 && cpu < 80"), Ok(Truth::False));
+        assert_eq!(truth("gone > 80 || cpu > 80"), Ok(Truth::True));
+        assert_eq!(truth("gone > 80 || cpu < 80"), Ok(Truth::Unknown));
+        // Through evalexpr's own evaluation (a function call), too.
+        assert_eq!(truth("max(gone, 3) > 2"), Ok(Truth::Unknown));
+        assert_eq!(truth("max(cpu, 3) > 80"), Ok(Truth::True));
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            Compiled::new("cpu > (80", NAMES),
+            Err(ExprError::Parse(_))
+        ));
+        // evalexpr parses a dangling operator; the dry run refuses it.
+        let sample: Vec<Value> = vals()
+            .into_iter()
+            .map(|v| if v.is_empty() { Value::Float(1.0) } else { v })
+            .collect();
+        let dangling = Compiled::new("cpu > 80 &&", NAMES).unwrap();
+        assert!(dangling.dry_run(&sample).is_err());
+        let e = Compiled::new("cpus > 80", NAMES).unwrap_err();
+        assert!(e.to_string().starts_with("unknown variable `cpus`"), "{e}");
+        assert!(matches!(truth("state > 5"), Err(ExprError::Eval(_))));
+        assert!(matches!(truth("cpu + 1"), Err(ExprError::NotBoolean(_))));
+        assert!(matches!(truth("cpu && oom"), Err(ExprError::Eval(_))));
+    }
+
+    #[test]
+    fn dry_run_finds_type_errors_behind_a_short_circuit() {
+        let sample = vals()
+            .into_iter()
+            .map(|v| match v {
+                Value::Empty => Value::Float(1.0),
+                v => v,
+            })
+            .collect::<Vec<_>>();
+        let c = Compiled::new("oom && state > 5", NAMES).unwrap();
+        // oom is false: the compiled form never looks at the right side...
+        assert_eq!(c.truth(&sample), Ok(Truth::False));
+        // ...but the dry run does.
+        assert!(c.dry_run(&sample).is_err());
+        assert!(Compiled::new("cpu > 80", NAMES)
+            .unwrap()
+            .dry_run(&sample)
+            .is_ok());
+        assert!(Compiled::new("nosuchfn(cpu) > 1", NAMES)
+            .unwrap()
+            .dry_run(&sample)
+            .is_err());
+        assert!(matches!(
+            Compiled::new("cpu * 2", NAMES).unwrap().dry_run(&sample),
+            Err(ExprError::NotBoolean(_))
+        ));
+    }
+
+    /// The compiled form agrees with evalexpr wherever no reading is missing and no int/float
+    /// equality is involved.
+    #[test]
+    fn agrees_with_evalexpr() {
+        let exprs = [
+            "cpu > 80",
+            "cpu >= 85.5",
+            "cpu <= 85.5 && mem < 40",
+            "cpu * 2 - mem / 4 > 100",
+            "cpu % 7 < 3 || !oom",
+            "state == \"running\" && !(cpu < mem)",
+            "state + \"x\" == \"runningx\"",
+            "state < \"s\"",
+            "3 / 2 == 1",
+            "cpu ^ 2 > 7000",
+            "-mem < -39",
+            "5 - 7 < 0 && 2 * 3 == 6",
+            "state > 5",
+            "cpu + state",
+            "oom + 1",
+            "mem",
+            "1 / 0 == 1",
+        ];
+        let v = vals();
+        for src in exprs {
+            let c = Compiled::new(src, NAMES).unwrap();
+            let ours = c.eval(&v).map(|c| c.into_owned());
+            let theirs = c.eval_evalexpr(&v);
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{src}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{src}: ours {ours:?}, evalexpr {theirs:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_in_order() {
+        let c = Compiled::new("mem > 1 && cpu > mem || max(code, 1) > 0", NAMES).unwrap();
+        assert_eq!(c.reads, vec![1, 0, 4]);
+    }
+}

@@ -1,0 +1,238 @@
+//! Annotation templates: `{{ var }}` and `{{ var | filter }}`, rendered from a target's
+//! variables.
+//!
+//! Filters: `round(N)` (N decimals), `humanize` (SI prefixes: 1.5k, 2.3M), `humanize1024`
+//! (binary prefixes: 1.5Ki, 2Gi, for bytes) and `humanizeDuration` (1h 2m 3s). Variables are
+//! resolved when the rule is loaded, so an unknown variable or filter is a load error. A
+//! missing reading renders as `unknown`.
+
+use evalexpr::Value;
+
+use super::expr::Names;
+
+/// Why a template did not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed `{{{{` in template")]
+    Unclosed,
+    #[error("empty `{{{{ }}}}` in template")]
+    Empty,
+    #[error("unknown variable `{name}` in template; {scope} rules can use: {known}")]
+    UnknownVariable {
+        name: String,
+        scope: &'static str,
+        known: String,
+    },
+    #[error("unknown filter `{0}` in template; expected round(N), humanize, humanize1024 or humanizeDuration")]
+    UnknownFilter(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Filter {
+    Round(usize),
+    Humanize,
+    Humanize1024,
+    HumanizeDuration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Var { slot: usize, filters: Vec<Filter> },
+}
+
+/// A compiled template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    pub fn new(src: &str, names: Names) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = src;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}").ok_or(TemplateError::Unclosed)?;
+            let inner = after[..close].trim();
+            rest = &after[close + 2..];
+            let mut pieces = inner.split('|').map(str::trim);
+            let name = pieces.next().unwrap_or("");
+            if name.is_empty() {
+                return Err(TemplateError::Empty);
+            }
+            let slot = names.names.iter().position(|n| *n == name).ok_or_else(|| {
+                TemplateError::UnknownVariable {
+                    name: name.to_string(),
+                    scope: names.scope,
+                    known: names.names.join(", "),
+                }
+            })?;
+            let filters = pieces.map(filter).collect::<Result<Vec<_>, _>>()?;
+            parts.push(Part::Var { slot, filters });
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template { parts })
+    }
+
+    pub fn render(&self, values: &[Value]) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Var { slot, filters } => {
+                    let v = values.get(*slot).unwrap_or(&Value::Empty);
+                    out.push_str(&apply(v, filters));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn filter(s: &str) -> Result<Filter, TemplateError> {
+    let bad = || TemplateError::UnknownFilter(s.to_string());
+    match s {
+        "humanize" => Ok(Filter::Humanize),
+        "humanize1024" => Ok(Filter::Humanize1024),
+        "humanizeDuration" => Ok(Filter::HumanizeDuration),
+        _ => {
+            let n = s
+                .strip_prefix("round(")
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(bad)?;
+            let n: usize = n.trim().parse().map_err(|_| bad())?;
+            if n > 12 {
+                return Err(bad());
+            }
+            Ok(Filter::Round(n))
+        }
+    }
+}
+
+fn apply(v: &Value, filters: &[Filter]) -> String {
+    let n = match v {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    };
+    let (Some(n), Some(last)) = (n, filters.last()) else {
+        return plain(v);
+    };
+    match last {
+        Filter::Round(d) => format!("{n:.d$}"),
+        Filter::Humanize => humanize(n, 1000.0, &["", "k", "M", "G", "T", "P", "E"]),
+        Filter::Humanize1024 => humanize(n, 1024.0, &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]),
+        Filter::HumanizeDuration => duration(n),
+    }
+}
+
+/// A value as text: integers without a fraction.
+pub fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Value::Float(f) => format!("{f}"),
+        Value::Int(i) => i.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Empty => "unknown".into(),
+        Value::Tuple(t) => format!("{t:?}"),
+    }
+}
+
+/// Like Prometheus's humanize: up to 4 significant digits and a prefix.
+fn humanize(n: f64, base: f64, units: &[&str]) -> String {
+    let mut v = n;
+    let mut i = 0;
+    while v.abs() >= base && i + 1 < units.len() {
+        v /= base;
+        i += 1;
+    }
+    let int_digits = v.abs().max(1.0).log10().floor() as usize + 1;
+    let prec = 4usize.saturating_sub(int_digits);
+    let mut s = format!("{v:.prec$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", units[i])
+}
+
+fn duration(secs: f64) -> String {
+    if secs < 1.0 {
+        return format!("{:.0}ms", secs * 1000.0);
+    }
+    let mut s = secs.round() as u64;
+    let mut out = Vec::new();
+    for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= n {
+            out.push(format!("{}{unit}", s / n));
+            s %= n;
+        }
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: Names = Names {
+        scope: "test",
+        names: &["name", "cpu", "mem", "up", "gone"],
+    };
+
+    fn vals() -> Vec<Value> {
+        vec![
+            Value::String("web-1".into()),
+            Value::Float(85.4567),
+            Value::Float(3.5 * 1024.0 * 1024.0 * 1024.0),
+            Value::Float(3725.0),
+            Value::Empty,
+        ]
+    }
+
+    fn render(src: &str) -> String {
+        Template::new(src, NAMES).unwrap().render(&vals())
+    }
+
+    #[test]
+    fn renders() {
+        assert_eq!(
+            render("{{ name }} uses {{ cpu | round(1) }}% CPU"),
+            "web-1 uses 85.5% CPU"
+        );
+        assert_eq!(render("{{name}}:{{cpu|round(0)}}"), "web-1:85");
+        assert_eq!(render("{{ mem | humanize1024 }}B"), "3.5GiB");
+        assert_eq!(render("{{ mem | humanize }}B"), "3.758GB");
+        assert_eq!(render("up {{ up | humanizeDuration }}"), "up 1h 2m 5s");
+        assert_eq!(render("{{ gone | round(1) }}"), "unknown");
+        assert_eq!(render("no vars"), "no vars");
+        assert_eq!(render("{{ up }}"), "3725");
+    }
+
+    #[test]
+    fn load_errors() {
+        assert!(matches!(
+            Template::new("{{ cpus }}", NAMES),
+            Err(TemplateError::UnknownVariable { .. })
+        ));
+        assert_eq!(
+            Template::new("{{ cpu | round }}", NAMES),
+            Err(TemplateError::UnknownFilter("round".into()))
+        );
+        assert_eq!(
+            Template::new("{{ cpu | upper }}", NAMES),
+            Err(TemplateError::UnknownFilter("upper".into()))
+        );
+        assert_eq!(
+            Template::new("{{ cpu ", NAMES),
+            Err(TemplateError::Unclosed)
+        );
+        assert_eq!(Template::new("{{ }}", NAMES), Err(TemplateError::Empty));
+    }
+}

@@ -1,0 +1,1 @@
+//! `lookout test-rules`: rule unit tests.

@@ -1,0 +1,313 @@
+//! The engine through time: evaluation, vanishing targets, events, persistence and reload.
+
+use super::*;
+use crate::snapshot::{CollectorStatus, Container, ContainerInfo, Derived, State};
+
+const RULES: &str = r#"groups:
+  - name: g
+    rules:
+      - alert: HighCpu
+        scope: container
+        expr: cpu_percent > 80
+        for: 2m
+        labels: {team: ops}
+        annotations:
+          summary: "{{ name }} at {{ cpu_percent | round(0) }}%"
+        notify: [discord]
+      - alert: Down
+        scope: container
+        expr: state == "exited" && exit_code != 0
+        severity: critical
+      - alert: DiskFull
+        scope: filesystem
+        expr: used_percent > 80
+"#;
+
+fn rules(text: &str) -> Vec<Rule> {
+    rule::load(&[rule::Source {
+        name: "t.yml".into(),
+        text: text.into(),
+    }])
+    .unwrap()
+    .rules
+}
+
+fn container(name: &str, cpu: Option<f64>, state: State, exit_code: i64) -> Container {
+    Container {
+        info: ContainerInfo {
+            id: format!("{name}-id"),
+            name: name.into(),
+            image: "img".into(),
+            state,
+            exit_code,
+            ..Default::default()
+        },
+        stats: None,
+        derived: Derived {
+            cpu_percent: cpu,
+            ..Default::default()
+        },
+    }
+}
+
+fn target(c: &Container) -> Target {
+    vars::container_target(c, &[], &vars::LogFacts::default(), false)
+}
+
+fn running(name: &str, cpu: f64) -> Target {
+    target(&container(name, Some(cpu), State::Running, 0))
+}
+
+fn names(events: &[AlertEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}:{}",
+                e.alert.alertname,
+                e.alert.labels["name"],
+                e.transition.as_str()
+            )
+        })
+        .collect()
+}
+
+const C: &[Scope] = &[Scope::Container];
+
+#[test]
+fn fires_after_for_and_resolves() {
+    let mut e = Engine::new(rules(RULES), "box", None);
+    let mut rx = e.subscribe();
+    assert!(e
+        .evaluate_targets(&[running("web", 50.0)], C, 0.0)
+        .is_empty());
+    assert_eq!(
+        names(&e.evaluate_targets(&[running("web", 90.0)], C, 10.0)),
+        ["HighCpu:web:pending"]
+    );
+    assert!(e
+        .evaluate_targets(&[running("web", 95.0)], C, 70.0)
+        .is_empty());
+    let ev = e.evaluate_targets(&[running("web", 95.0)], C, 130.0);
+    assert_eq!(names(&ev), ["HighCpu:web:firing"]);
+    let a = &ev[0].alert;
+    assert_eq!(a.state, "firing");
+    assert_eq!(a.active_at, 10.0);
+    assert_eq!(a.fired_at, Some(130.0));
+    assert_eq!(a.value.as_deref(), Some("95"));
+    assert_eq!(a.annotations["summary"], "web at 95%");
+    assert_eq!(a.labels["alertname"], "HighCpu");
+    assert_eq!(a.labels["severity"], "warning");
+    assert_eq!(a.labels["team"], "ops");
+    assert_eq!(a.labels["id"], "web-id");
+    assert_eq!(a.notify, ["discord"]);
+
+    let v = e.view();
+    assert_eq!(v.alerts.len(), 1);
+    assert_eq!(v.alerts[0].state, "firing");
+    assert_eq!(v.rules[0].active, 1);
+    assert_eq!(v.rules[0].health, "ok");
+
+    let ev = e.evaluate_targets(&[running("web", 20.0)], C, 140.0);
+    assert_eq!(names(&ev), ["HighCpu:web:resolved"]);
+    assert_eq!(ev[0].alert.state, "inactive");
+    assert_eq!(ev[0].alert.fired_at, Some(130.0));
+    assert!(e.view().alerts.is_empty());
+
+    // The same transitions went out on the channel.
+    let mut got = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        got.push(ev.transition.as_str());
+    }
+    assert_eq!(got, ["pending", "firing", "resolved"]);
+}
+
+#[test]
+fn a_vanished_target_resolves_but_a_missing_scope_keeps_state() {
+    let mut e = Engine::new(rules(RULES), "box", None);
+    let dead = target(&container("job", None, State::Exited, 1));
+    assert_eq!(
+        names(&e.evaluate_targets(std::slice::from_ref(&dead), C, 0.0)),
+        ["Down:job:firing"]
+    );
+    // The container scope is not complete this time (its collector failed): kept.
+    assert!(e.evaluate_targets(&[], &[], 10.0).is_empty());
+    assert_eq!(e.view().alerts.len(), 1);
+    // Complete and without the target: it vanished.
+    assert_eq!(
+        names(&e.evaluate_targets(&[running("web", 1.0)], C, 20.0)),
+        ["Down:job:resolved"]
+    );
+}
+
+#[test]
+fn a_missing_reading_does_not_breach_and_does_not_fail() {
+    let mut e = Engine::new(rules(RULES), "box", None);
+    let stopped = target(&container("web", None, State::Exited, 0));
+    assert!(e.evaluate_targets(&[stopped], C, 0.0).is_empty());
+    assert_eq!(e.view().rules[0].health, "ok");
+    assert_eq!(e.view().rules[0].failures_total, 0);
+}
+
+#[test]
+fn evaluation_failures_are_counted_and_keep_state() {
+    let text = r#"groups:
+  - name: g
+    rules:
+      - alert: Weird
+        scope: container
+        expr: str::substring(name, 0, 3) == "web" && cpu_percent / restart_count > 10
+"#;
+    let mut e = Engine::new(rules(text), "box", None);
+    // restart_count 0: float division by zero is +inf, no failure; breached.
+    let ev = e.evaluate_targets(&[running("web", 50.0)], C, 0.0);
+    assert_eq!(names(&ev), ["Weird:web:firing"]);
+    // Renamed to something shorter than the substring: evaluation fails (out of bounds), and
+    // the alert keeps firing rather than resolving.
+    let mut t = running("web", 50.0);
+    let slot = Scope::Container
+        .names()
+        .names
+        .iter()
+        .position(|n| *n == "name")
+        .unwrap();
+    t.values[slot] = evalexpr::Value::String("w".into());
+    assert!(e.evaluate_targets(&[t], C, 10.0).is_empty());
+    let v = e.view();
+    assert_eq!(v.alerts.len(), 1);
+    assert_eq!(v.rules[0].health, "err");
+    assert_eq!(v.rules[0].failures_total, 1);
+    assert!(
+        v.rules[0].last_error.starts_with("web: "),
+        "{}",
+        v.rules[0].last_error
+    );
+    // Healthy again at the next good evaluation.
+    e.evaluate_targets(&[running("web", 50.0)], C, 20.0);
+    assert_eq!(e.view().rules[0].health, "ok");
+    assert_eq!(e.view().rules[0].failures_total, 1);
+}
+
+#[test]
+fn one_container_on_an_event() {
+    let mut e = Engine::new(rules(RULES), "box", None);
+    e.evaluate_targets(&[running("web", 10.0), running("db", 10.0)], C, 0.0);
+    let dead = target(&container("db", None, State::Exited, 137));
+    assert_eq!(
+        names(&e.evaluate_container("db-id", Some(&dead), 1.0)),
+        ["Down:db:firing"]
+    );
+    // Removed: its alerts resolve; the other container is not touched.
+    assert_eq!(
+        names(&e.evaluate_container("db-id", None, 2.0)),
+        ["Down:db:resolved"]
+    );
+    assert!(e.evaluate_container("db-id", None, 3.0).is_empty());
+}
+
+#[test]
+fn a_snapshot_is_evaluated_per_present_scope() {
+    let mut e = Engine::new(rules(RULES), "box", None);
+    let mut snap = Snapshot {
+        taken_at: 100.0,
+        containers: vec![container("job", None, State::Exited, 2)],
+        collectors: vec![CollectorStatus {
+            name: "docker",
+            success: true,
+            exported: true,
+            duration_seconds: 0.0,
+            error: None,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(names(&e.evaluate(&snap, None, 100.0)), ["Down:job:firing"]);
+    // The docker collector fails with nothing to show: state kept.
+    snap.containers.clear();
+    snap.collectors[0].success = false;
+    assert!(e.evaluate(&snap, None, 110.0).is_empty());
+    assert_eq!(e.view().alerts.len(), 1);
+}
+
+#[test]
+fn state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut e = Engine::new(rules(RULES), "box", Some(dir.path()));
+        e.evaluate_targets(&[running("web", 90.0)], C, 0.0);
+        e.evaluate_targets(&[running("web", 90.0)], C, 120.0); // web fires
+        e.evaluate_targets(&[running("web", 90.0), running("api", 90.0)], C, 200.0); // api pending
+        e.save().unwrap();
+        assert!(dir.path().join(STATE_FILE).exists());
+        // Nothing changed: no rewrite needed.
+        assert!(!e.dirty);
+    }
+    let mut e = Engine::new(rules(RULES), "box", Some(dir.path()));
+    let v = e.view();
+    let states: Vec<(&str, &str)> = v
+        .alerts
+        .iter()
+        .map(|a| (a.labels["name"].as_str(), a.state))
+        .collect();
+    assert_eq!(states, [("api", "pending"), ("web", "firing")]);
+    assert_eq!(v.alerts[1].fired_at, Some(120.0));
+    assert_eq!(v.alerts[1].annotations["summary"], "web at 90%");
+    // Still breached after the restart: web is not announced again; api fires 2m after it
+    // became pending before the restart, not 2m after the restart.
+    let both = [running("web", 90.0), running("api", 90.0)];
+    assert!(e.evaluate_targets(&both, C, 300.0).is_empty());
+    assert_eq!(
+        names(&e.evaluate_targets(&both, C, 320.0)),
+        ["HighCpu:api:firing"]
+    );
+
+    // A corrupt file: start clean rather than fail.
+    std::fs::write(dir.path().join(STATE_FILE), "{not json").unwrap();
+    let e = Engine::new(rules(RULES), "box", Some(dir.path()));
+    assert!(e.view().alerts.is_empty());
+}
+
+#[test]
+fn reload_keeps_unchanged_rules_state() {
+    let mut e = Engine::new(rules(RULES), "box", None);
+    let dead = target(&container("job", None, State::Exited, 1));
+    e.evaluate_targets(&[running("web", 90.0), dead.clone()], C, 0.0);
+    assert_eq!(e.view().alerts.len(), 2);
+    // HighCpu gets a new `for` and annotation (same identity); Down gets a new expression.
+    let changed = RULES
+        .replace("for: 2m", "for: 1m")
+        .replace("{{ name }} at", "{{ name }} is at")
+        .replace("exit_code != 0", "exit_code > 0");
+    e.reload(
+        rule::load(&[rule::Source {
+            name: "t.yml".into(),
+            text: changed,
+        }])
+        .unwrap(),
+    );
+    let v = e.view();
+    assert_eq!(v.alerts.len(), 1);
+    assert_eq!(v.alerts[0].alertname, "HighCpu");
+    assert_eq!(v.alerts[0].state, "pending");
+    // The kept instance uses the new `for` (1m from its original start at 0).
+    let ev = e.evaluate_targets(&[running("web", 90.0), dead], C, 60.0);
+    let mut n = names(&ev);
+    n.sort();
+    assert_eq!(n, ["Down:job:firing", "HighCpu:web:firing"]);
+    let high = ev.iter().find(|x| x.alert.alertname == "HighCpu").unwrap();
+    assert_eq!(high.alert.annotations["summary"], "web is at 90%");
+}
+
+#[test]
+fn matchers_select_targets() {
+    let text = r#"groups:
+  - name: g
+    rules:
+      - alert: WebCpu
+        scope: container
+        match: {name: "web-*"}
+        expr: cpu_percent > 80
+"#;
+    let mut e = Engine::new(rules(text), "box", None);
+    let ev = e.evaluate_targets(&[running("web-1", 90.0), running("db-1", 90.0)], C, 0.0);
+    assert_eq!(names(&ev), ["WebCpu:web-1:firing"]);
+}
