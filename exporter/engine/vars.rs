@@ -719,7 +719,7 @@ mod tests {
                 matches: 10,
                 ..Default::default()
             }],
-            ..Default::default()
+            last_matches: vec![],
         };
         let mut now = snap();
         now.logs = LogPart {
@@ -742,7 +742,6 @@ mod tests {
                 line: "ERROR boom".into(),
                 at: 999.0,
             }],
-            ..Default::default()
         };
         let t = targets(&now, Some(&prev), "box");
         // (13 + 2 - 10) matches in 30 s = 10 per minute.
