@@ -10,6 +10,7 @@ use crate::collect::disk::DiskCollector;
 use crate::collect::docker::{self, DockerCollector, DockerState};
 use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::host::HostCollector;
+use crate::collect::logs::LogCollector;
 use crate::collect::{Collector, Runner};
 use crate::config::{Config, GpuMode};
 use crate::docker_api::{BollardDocker, DockerApi};
@@ -103,6 +104,14 @@ pub fn build_collectors<D: DockerApi>(
             config.collectors.gpu,
             gpu_collect::library_path(),
             &config.paths.procfs,
+        )));
+    }
+    // Always with the Docker collector: any container can opt in with its label.
+    if config.collectors.docker {
+        out.push(Arc::new(LogCollector::new(
+            api.clone(),
+            docker.clone(),
+            &config.collectors.logs,
         )));
     }
     out
