@@ -83,9 +83,16 @@ fn splitter_holds_at_most_the_cap_for_a_megabyte_line() {
 }
 
 /// A Docker stand-in: an inventory the test edits, and log streams it feeds by hand.
+fn now_ns() -> i64 {
+    unix_ns(crate::now_unix())
+}
+
+/// A Docker stand-in: an inventory the test edits, and a log file per container that `logs()`
+/// replays from `since` (whole seconds, as Docker does) and then follows while it runs.
 #[derive(Default)]
 struct Fake {
     containers: Mutex<HashMap<String, ContainerInfo>>,
+    history: Mutex<HashMap<String, Vec<LogChunk>>>,
     streams: Mutex<HashMap<String, mpsc::UnboundedSender<Result<LogChunk, DockerError>>>>,
     /// Every `logs()` call: (id, since).
     calls: Mutex<Vec<(String, i64)>>,
@@ -100,15 +107,22 @@ impl Fake {
         f(self.containers.lock().unwrap().get_mut(id).unwrap());
     }
 
+    /// The container writes a message stamped `t` (unix ns).
+    fn write_at(&self, id: &str, stream: LogStream, t: i64, bytes: &[u8]) {
+        let chunk = LogChunk {
+            stream,
+            time_nano: Some(t),
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+        };
+        let mut h = self.history.lock().unwrap();
+        h.entry(id.to_string()).or_default().push(chunk.clone());
+        if let Some(tx) = self.streams.lock().unwrap().get(id) {
+            let _ = tx.send(Ok(chunk));
+        }
+    }
+
     fn send(&self, id: &str, stream: LogStream, bytes: &[u8]) {
-        let s = self.streams.lock().unwrap();
-        s.get(id)
-            .expect("an open stream")
-            .send(Ok(LogChunk {
-                stream,
-                bytes: bytes::Bytes::copy_from_slice(bytes),
-            }))
-            .expect("follower reading");
+        self.write_at(id, stream, now_ns(), bytes);
     }
 
     /// The daemon closes the stream (the container stopped).
@@ -160,7 +174,22 @@ impl DockerApi for Fake {
     fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>> {
         self.calls.lock().unwrap().push((id.to_string(), since));
         let (tx, rx) = mpsc::unbounded_channel();
-        self.streams.lock().unwrap().insert(id.to_string(), tx);
+        let h = self.history.lock().unwrap();
+        for c in h.get(id).into_iter().flatten() {
+            if c.time_nano.is_none_or(|t| t >= since * 1_000_000_000) {
+                let _ = tx.send(Ok(c.clone()));
+            }
+        }
+        let running = self
+            .containers
+            .lock()
+            .unwrap()
+            .get(id)
+            .is_some_and(|c| c.is_running());
+        if running {
+            self.streams.lock().unwrap().insert(id.to_string(), tx);
+        }
+        drop(h);
         Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|x| (x, rx))
         }))
@@ -210,6 +239,10 @@ impl Rig {
             state,
             collector,
         }
+    }
+
+    fn created_ns(&self) -> i64 {
+        self.collector.inner.created_ns
     }
 
     async fn part(&self) -> LogPart {
@@ -268,18 +301,25 @@ async fn counts_lines_and_matches_per_stream_from_now() {
         &[],
     )
     .await;
-    let before = crate::now_unix();
+    // History: long before lookout, and a moment before it (within the same second, which
+    // Docker's whole-second `since` sends again).
+    let created = rig.created_ns();
+    rig.fake.write_at(
+        "a",
+        LogStream::Stderr,
+        created - 3_000_000_000,
+        b"ERROR old\n",
+    );
+    rig.fake
+        .write_at("a", LogStream::Stderr, created - 1, b"ERROR just before\n");
     let p = rig.part().await;
     // Only the opted-in container is followed; it starts at zero.
     assert_eq!(count(&p, "api", "stdout"), Some((0, 0)));
     assert_eq!(count(&p, "quiet", "stdout"), None);
     let calls = rig.calls_until(1).await;
-    // A run from before lookout is read from the next whole second: no history.
-    assert_eq!(calls[0].0, "a");
-    assert!(
-        calls[0].1 >= before.ceil() as i64 && calls[0].1 <= crate::now_unix().ceil() as i64,
-        "since {} for a run that began before lookout (now {before})",
-        calls[0].1
+    assert_eq!(
+        calls[0],
+        ("a".to_string(), created.div_euclid(1_000_000_000))
     );
     rig.fake.send("a", LogStream::Stdout, b"INFO one\nINFO tw");
     rig.fake
@@ -292,7 +332,7 @@ async fn counts_lines_and_matches_per_stream_from_now() {
     assert_eq!(count(&p, "api", "stdout"), Some((2, 0)));
     assert_eq!(p.last_matches.len(), 1);
     assert_eq!(p.last_matches[0].line, "Error: y");
-    assert!(p.last_matches[0].at >= before);
+    assert!(p.last_matches[0].at * 1e9 >= created as f64);
 }
 
 #[tokio::test]
@@ -314,12 +354,14 @@ async fn a_long_line_matches_only_within_the_cap() {
     rig.part().await;
     rig.calls_until(1).await;
     let filler = vec![b'a'; 16 * 1024];
-    // ERROR at the start of a 1 MiB line: a match; ERROR past the cap: none.
-    rig.fake.send("a", LogStream::Stdout, b"ERROR ");
+    // ERROR at the start of a 1 MiB line: a match; ERROR past the cap: none. Docker sends a
+    // long line as 16 KiB parts that share one timestamp.
+    let t = now_ns();
+    rig.fake.write_at("a", LogStream::Stdout, t, b"ERROR ");
     for _ in 0..64 {
-        rig.fake.send("a", LogStream::Stdout, &filler);
+        rig.fake.write_at("a", LogStream::Stdout, t, &filler);
     }
-    rig.fake.send("a", LogStream::Stdout, b"\n");
+    rig.fake.write_at("a", LogStream::Stdout, t, b"\n");
     for _ in 0..64 {
         rig.fake.send("a", LogStream::Stdout, &filler);
     }
@@ -330,16 +372,19 @@ async fn a_long_line_matches_only_within_the_cap() {
         })
         .await;
     assert_eq!(count(&p, "api", "stdout"), Some((2, 1)));
-    // The unfinished "last" counts when the stream ends.
+    // The unfinished "last" counts when the stream ends; the re-attach that follows (the
+    // container still runs) skips everything already counted.
     rig.fake.end("a");
-    rig.until("the last partial line", |p| {
-        count(p, "api", "stdout") == Some((3, 1))
+    rig.calls_until(2).await;
+    rig.fake.send("a", LogStream::Stdout, b"ERROR again\n");
+    rig.until("the last partial line and one more", |p| {
+        count(p, "api", "stdout") == Some((4, 2))
     })
     .await;
 }
 
 #[tokio::test]
-async fn resumes_after_a_restart_without_resetting() {
+async fn resumes_after_a_restart_without_resetting_or_recounting() {
     let long_ago = crate::now_unix() - 3600.0;
     let rig = Rig::new(vec![container("a", "api", Some("E"), long_ago)], &[]).await;
     rig.part().await;
@@ -347,6 +392,10 @@ async fn resumes_after_a_restart_without_resetting() {
     rig.fake.send("a", LogStream::Stderr, b"E1\nE2\n");
     rig.until("first run", |p| count(p, "api", "stderr") == Some((2, 2)))
         .await;
+    let last_old = rig.fake.history.lock().unwrap()["a"]
+        .last()
+        .unwrap()
+        .time_nano;
     // The container stops: Docker ends the stream.
     rig.fake.edit("a", |c| {
         c.state = State::Exited;
@@ -355,38 +404,77 @@ async fn resumes_after_a_restart_without_resetting() {
     rig.resync().await;
     rig.fake.end("a");
     rig.part().await;
-    // It starts again: the new run is read from the second it started in.
-    let restarted = crate::now_unix() - 0.5;
+    // It starts again and writes at once, before the follower is back.
     rig.fake.edit("a", |c| {
         c.state = State::Running;
         c.pid = 101;
-        c.started_at = Some(restarted);
+        c.started_at = Some(crate::now_unix());
     });
+    rig.fake.send("a", LogStream::Stderr, b"E3\n");
     rig.resync().await;
     rig.part().await;
     let calls = rig.calls_until(2).await;
-    assert_eq!(calls[1], ("a".to_string(), restarted.floor() as i64));
-    rig.fake.send("a", LogStream::Stderr, b"E3\n");
+    // The re-read reaches back over the old run's last line, which is skipped, not recounted.
+    assert!(calls[1].1 * 1_000_000_000 <= last_old.unwrap(), "{calls:?}");
+    rig.fake.send("a", LogStream::Stdout, b"E4\n");
     let p = rig
         .until("counts carried over", |p| {
-            count(p, "api", "stderr") == Some((3, 3))
+            count(p, "api", "stdout") == Some((1, 1))
         })
         .await;
-    assert_eq!(p.last_matches[0].line, "E3");
-    // No extra stream was opened for the same run.
-    assert_eq!(rig.fake.calls().len(), 2);
+    assert_eq!(count(&p, "api", "stderr"), Some((3, 3)));
+    assert_eq!(p.last_matches[0].line, "E4");
+    assert_eq!(rig.fake.calls().len(), 2, "one stream per run");
 }
 
 #[tokio::test]
-async fn a_container_started_while_watching_is_read_from_its_start() {
+async fn a_container_started_while_watching_is_read_from_its_first_line() {
     let rig = Rig::new(vec![], &[("job-*", "fail")]).await;
     rig.part().await;
-    let started = crate::now_unix();
-    rig.fake.put(container("j", "job-1", None, started));
+    rig.fake
+        .put(container("j", "job-1", None, crate::now_unix()));
+    // It writes before the inventory (and the follower) know it.
+    rig.fake.send("j", LogStream::Stdout, b"fail early\n");
     rig.resync().await;
+    rig.until("the early line", |p| {
+        count(p, "job-1", "stdout") == Some((1, 1))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_crash_loop_is_counted_once_per_line() {
+    let rig = Rig::new(vec![], &[("job-*", "fail")]).await;
     rig.part().await;
-    let calls = rig.calls_until(1).await;
-    assert_eq!(calls[0], ("j".to_string(), started.floor() as i64));
+    // It ran and died before lookout attached.
+    let mut c = container("j", "job-1", None, crate::now_unix());
+    rig.fake.send("j", LogStream::Stderr, b"fail 1\n");
+    c.state = State::Exited;
+    c.pid = 0;
+    c.finished_at = Some(crate::now_unix());
+    rig.fake.put(c);
+    rig.resync().await;
+    rig.until("run 1", |p| count(p, "job-1", "stderr") == Some((1, 1)))
+        .await;
+    // Twice more, each noticed only after it ended.
+    for run in 2..=3 {
+        rig.fake
+            .edit("j", |c| c.started_at = Some(crate::now_unix()));
+        rig.fake
+            .send("j", LogStream::Stderr, format!("fail {run}\n").as_bytes());
+        rig.fake
+            .edit("j", |c| c.finished_at = Some(crate::now_unix()));
+        // The watcher notices a new start (resync re-inspects on a state change).
+        rig.fake.edit("j", |c| c.state = State::Restarting);
+        rig.resync().await;
+        rig.fake.edit("j", |c| c.state = State::Exited);
+        rig.resync().await;
+        rig.until("the run's line", |p| {
+            count(p, "job-1", "stderr") == Some((run, run))
+        })
+        .await;
+    }
+    assert_eq!(rig.part().await.last_matches[0].line, "fail 3");
 }
 
 #[tokio::test]
@@ -460,39 +548,49 @@ async fn an_invalid_label_is_reported_and_config_rules_still_apply() {
 }
 
 #[tokio::test]
-async fn a_rename_onto_another_rule_keeps_counts_and_does_not_re_read() {
-    let rig = Rig::new(vec![], &[("job-*", "fail"), ("task-*", "oops")]).await;
-    rig.part().await;
-    let started = crate::now_unix();
-    rig.fake.put(container("j", "job-1", None, started));
-    rig.resync().await;
+async fn renames_keep_counts_and_count_from_the_rename() {
+    let rig = Rig::new(
+        vec![
+            container("j", "job-1", None, 1.0),
+            container("x", "other-1", None, 1.0),
+        ],
+        &[("job-*", "fail"), ("task-*", "oops")],
+    )
+    .await;
     rig.part().await;
     rig.calls_until(1).await;
     rig.fake.send("j", LogStream::Stdout, b"fail\noops\n");
+    rig.fake
+        .send("x", LogStream::Stdout, b"fail before the rename\n");
     rig.until("job counts", |p| {
         count(p, "job-1", "stdout") == Some((2, 1))
     })
     .await;
-    // Renamed (resync re-inspects only on a state change, so go through one).
+    // Renamed onto another rule, and a container renamed into one (resync re-inspects only on
+    // a state change, so go through one).
     rig.fake.edit("j", |c| {
         c.name = "task-1".into();
         c.state = State::Paused;
     });
+    rig.fake.edit("x", |c| {
+        c.name = "job-2".into();
+        c.state = State::Paused;
+    });
     rig.resync().await;
-    let before = crate::now_unix();
     rig.part().await;
-    let calls = rig.calls_until(2).await;
-    assert!(
-        calls[1].1 >= before.ceil() as i64,
-        "the new follower re-read the run: since {} < {}",
-        calls[1].1,
-        before.ceil()
-    );
+    rig.calls_until(3).await;
     rig.fake.send("j", LogStream::Stdout, b"oops\n");
+    rig.fake.send("x", LogStream::Stdout, b"fail after\n");
     let p = rig
         .until("counts carried over", |p| {
             count(p, "task-1", "stdout") == Some((3, 2))
         })
         .await;
     assert_eq!(count(&p, "job-1", "stdout"), None);
+    let p = rig
+        .until("the renamed one", |p| {
+            count(p, "job-2", "stdout") == Some((1, 1))
+        })
+        .await;
+    assert_eq!(count(&p, "task-1", "stdout"), Some((3, 2)));
 }
