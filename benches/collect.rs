@@ -4,9 +4,14 @@
 //! - one collection cycle's CPU time per container (cgroup read + snapshot + encoding both
 //!   formats) for 100, 1,000 and 10,000 containers;
 //! - the `/metrics` response time at 1,000 containers (plain and gzip);
-//! - resident memory at 1,000 containers.
+//! - resident memory at 1,000 containers;
+//! - one host + disk collection on this machine's real /proc and mounts (compare with a
+//!   node_exporter scrape), and one GPU collection against the test stub `libnvidia-ml.so.1`.
 //!
 //! `LOOKOUT_BENCH_SIZES=100,1000` picks the sizes; `LOOKOUT_BENCH_CYCLES` the cycles per size.
+
+#[path = "../tests/support/nvml_stub.rs"]
+mod nvml_stub;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -237,6 +242,37 @@ fn main() {
             serve_and_measure(last, rss, hwm);
         }
     }
+    host_disk_and_gpu(cycles.max(200) as u32);
+}
+
+/// Host + disk on the real machine, and GPU on the stub (2 GPUs, 2 processes).
+fn host_disk_and_gpu(iterations: u32) {
+    let config = Config::load(None, &|_| None, &Overrides::default()).unwrap();
+    let hd = lookout::collect::host::bench_host_disk(&config, iterations);
+    println!(
+        "\nhost + disk collection (this machine's /proc and mounts, read + text encoding): {:.0} µs CPU, {:.0} µs wall per collection ({iterations} runs)",
+        hd.cpu.as_secs_f64() * 1e6,
+        hd.wall.as_secs_f64() * 1e6
+    );
+    let stub = nvml_stub::NvmlStub::build();
+    let me = std::process::id();
+    stub.configure(&format!("compute 0 {me} 1073741824\ngraphics 1 {me} 16777216\n"));
+    let gpu = lookout::collect::gpu::GpuCollector::new(
+        lookout::config::GpuMode::On,
+        stub.lib().as_os_str().to_owned(),
+        Path::new("/proc"),
+    );
+    gpu.collect_blocking().expect("GPU collection against the stub");
+    let n = iterations;
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    for _ in 0..n {
+        std::hint::black_box(gpu.collect_blocking().expect("GPU collection"));
+    }
+    println!(
+        "GPU collection (NVML stub, 2 GPUs, 2 processes): {:.0} µs CPU, {:.0} µs wall per collection ({n} runs)",
+        (cpu_seconds() - c0) / n as f64 * 1e6,
+        t0.elapsed().as_secs_f64() / n as f64 * 1e6
+    );
 }
 
 fn serve_and_measure(published: Published, rss_kb: u64, hwm_kb: u64) {
