@@ -111,7 +111,8 @@ impl Matcher {
         self.name.is_none() && self.labels.is_empty()
     }
 
-    fn describe(&self) -> String {
+    /// The selector as text (for identities and deduplication).
+    pub fn describe(&self) -> String {
         format!(
             "{}|{:?}",
             self.name.as_ref().map(|n| n.0.as_str()).unwrap_or(""),
@@ -310,7 +311,7 @@ fn has_glob_meta(s: &str) -> bool {
 
 /// The files a path glob matches, sorted. A path without glob characters is itself (so that
 /// a missing file is an error, not "matches nothing").
-fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     let text = pattern.to_string_lossy();
     if !has_glob_meta(&text) {
         return Ok(vec![pattern.to_path_buf()]);
