@@ -6,6 +6,7 @@
 //! one pass over the snapshot, with each container's label set rendered once and reused by
 //! every family, is what keeps a cycle inside its per-container CPU budget.
 
+mod alerts;
 mod container;
 mod gpu;
 mod host;
@@ -16,6 +17,8 @@ use std::fmt::Write;
 use std::sync::OnceLock;
 
 use crate::snapshot::Snapshot;
+
+pub use alerts::RulesStatus;
 
 /// The two text formats Prometheus scrapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,12 +207,20 @@ pub fn sanitize_label_name(name: &str) -> String {
 
 /// Encode every family of a snapshot in one format.
 pub fn render(snap: &Snapshot, format: Format) -> String {
+    render_with(snap, None, format)
+}
+
+/// Encode a snapshot and, when given, the rule engine's series.
+pub fn render_with(snap: &Snapshot, rules: Option<&RulesStatus>, format: Format) -> String {
     let mut enc = Encoder::new(format, 4096 + snap.containers.len() * 6000);
     selfmetrics::encode(&mut enc, snap);
     container::encode(&mut enc, snap);
     host::encode(&mut enc, snap);
     gpu::encode(&mut enc, snap);
     logs::encode(&mut enc, snap);
+    if let Some(r) = rules {
+        alerts::encode(&mut enc, r);
+    }
     enc.finish()
 }
 
@@ -223,9 +234,14 @@ pub struct Exposition {
 
 impl Exposition {
     pub fn encode(snap: &Snapshot) -> Exposition {
+        Exposition::encode_with(snap, None)
+    }
+
+    /// Both formats of a snapshot and, when given, the rule engine's series.
+    pub fn encode_with(snap: &Snapshot, rules: Option<&RulesStatus>) -> Exposition {
         Exposition {
-            text: render(snap, Format::Text).into(),
-            openmetrics: render(snap, Format::OpenMetrics).into(),
+            text: render_with(snap, rules, Format::Text).into(),
+            openmetrics: render_with(snap, rules, Format::OpenMetrics).into(),
             text_gz: OnceLock::new(),
             openmetrics_gz: OnceLock::new(),
         }
