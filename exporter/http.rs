@@ -204,8 +204,8 @@ async fn alerts(State(s): State<Arc<Shared>>) -> Response {
             annotations: &a.annotations,
             state: a.state,
             value: a.value.as_deref(),
-            active_at: rfc3339(a.active_at),
-            fired_at: a.fired_at.map(rfc3339),
+            active_at: rfc3339_millis(a.active_at),
+            fired_at: a.fired_at.map(rfc3339_millis),
             silenced: false,
         })
         .collect();
@@ -384,6 +384,14 @@ async fn status_page(State(s): State<Arc<Shared>>) -> Html<String> {
     Html(h)
 }
 
+/// Unix seconds as an RFC 3339 UTC timestamp with milliseconds (alert times, as Prometheus
+/// gives them with a fraction).
+pub fn rfc3339_millis(t: f64) -> String {
+    let whole = rfc3339(t);
+    let ms = ((t - t.floor()) * 1000.0).floor().min(999.0) as u32;
+    format!("{}.{ms:03}Z", whole.trim_end_matches('Z'))
+}
+
 /// Unix seconds as an RFC 3339 UTC timestamp.
 pub fn rfc3339(t: f64) -> String {
     let secs = t.floor() as i64;
@@ -416,5 +424,8 @@ mod tests {
         let t = 1709208000.0;
         assert_eq!(rfc3339(t), "2024-02-29T12:00:00Z");
         assert_eq!(crate::docker_api::parse_rfc3339(&rfc3339(t)), Some(t));
+        assert_eq!(rfc3339_millis(t + 0.25), "2024-02-29T12:00:00.250Z");
+        let back = crate::docker_api::parse_rfc3339(&rfc3339_millis(t + 0.25)).unwrap();
+        assert!((back - (t + 0.25)).abs() < 1e-6, "{back}");
     }
 }
