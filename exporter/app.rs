@@ -190,23 +190,28 @@ pub fn reload(shared: &Shared) -> Result<usize, String> {
     out
 }
 
-/// Evaluate one container's rules on its Docker event, at once.
-fn on_docker_event(shared: &Shared, id: &str) {
+/// Evaluate the rules of containers that just had a Docker event, at once; one republish for
+/// the whole burst (a `docker compose down` stops many containers together).
+fn on_docker_events(shared: &Shared, ids: &[String]) {
     let mut engine = shared.engine.lock().unwrap();
     let now = crate::now_unix();
     let latest = shared.latest();
     let snap = &latest.snapshot;
     let view = shared.docker.view();
-    let target = view.iter().find(|c| c.id == id).map(|info| {
-        let c = vars::container_between_cycles(info, snap, now);
-        let logs = vars::LogFacts::new(snap, None);
-        vars::container_target(&c, &snap.label_allowlist, &logs, !snap.gpu.gpus.is_empty())
-    });
-    let events = engine.evaluate_container(id, target.as_ref(), now);
-    if !events.is_empty() {
+    let logs = vars::LogFacts::new(snap, None);
+    let mut changed = false;
+    for id in ids {
+        let target = view.iter().find(|c| &c.id == id).map(|info| {
+            let c = vars::container_between_cycles(info, snap, now);
+            vars::container_target(&c, &snap.label_allowlist, &logs, !snap.gpu.gpus.is_empty())
+        });
+        let events = engine.evaluate_container(id, target.as_ref(), now);
         for e in &events {
             tracing::info!(alert = %e.alert.alertname, container = %id, to = e.transition.as_str(), "alert (docker event)");
         }
+        changed |= !events.is_empty();
+    }
+    if changed {
         save_state(&mut engine);
         shared.republish(&engine);
     }
@@ -346,20 +351,37 @@ pub async fn run(
     let mut docker_events = state.subscribe();
     let ev_shared = shared.clone();
     tasks.push(tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        let wanted = |ev: &crate::docker_api::DockerEvent| {
+            matches!(
+                ev.kind(),
+                "die" | "oom" | "health_status" | "start" | "destroy"
+            )
+        };
         loop {
+            let mut ids: Vec<String> = Vec::new();
             match docker_events.recv().await {
-                Ok(ev) => {
-                    if matches!(ev.kind(), "die" | "oom" | "health_status" | "start" | "destroy") {
-                        let id = ev.id.clone();
-                        tokio::task::block_in_place(|| on_docker_event(&ev_shared, &id));
-                    }
-                }
+                Ok(ev) if wanted(&ev) => ids.push(ev.id),
+                Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "docker events came faster than rules could follow; the next cycle catches up");
+                    continue;
                 }
                 Err(RecvError::Closed) => break,
             }
+            // Take the rest of a burst along.
+            loop {
+                match docker_events.try_recv() {
+                    Ok(ev) if wanted(&ev) => {
+                        if !ids.contains(&ev.id) {
+                            ids.push(ev.id)
+                        }
+                    }
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            tokio::task::block_in_place(|| on_docker_events(&ev_shared, &ids));
         }
     }));
     // SIGHUP reloads config and rules.

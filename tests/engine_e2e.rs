@@ -13,6 +13,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const IMAGE: &str = "lookout-test-bb:latest";
 
+const RULES: &str = r#"groups:
+  - name: e2e
+    rules:
+      - alert: BurnerHot
+        scope: container
+        match: {name: "lookout-e2e-burn-*"}
+        expr: cpu_percent > 30
+        for: 3s
+        annotations: {summary: "{{ name }} at {{ cpu_percent | round(0) }}%"}
+      - alert: ContainerDown
+        scope: container
+        expr: (state == "exited" || state == "dead") && (exit_code != 0 || oom_killed)
+        severity: critical
+"#;
+
+const EXTRA_RULE: &str = r#"      - alert: TooManyPids
+        scope: container
+        expr: pids > 100000
+"#;
+
 fn docker(args: &[&str]) -> Result<String, String> {
     let out = Command::new("docker")
         .args(args)
@@ -170,24 +190,7 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
     containers.run(&done, &[], &["true"]);
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("rules.yml"),
-        r#"groups:
-  - name: e2e
-    rules:
-      - alert: BurnerHot
-        scope: container
-        match: {name: "lookout-e2e-burn-*"}
-        expr: cpu_percent > 30
-        for: 3s
-        annotations: {summary: "{{ name }} at {{ cpu_percent | round(0) }}%"}
-      - alert: ContainerDown
-        scope: container
-        expr: (state == "exited" || state == "dead") && (exit_code != 0 || oom_killed)
-        severity: critical
-"#,
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
     let cfg_path = dir.path().join("lookout.yml");
     std::fs::write(
         &cfg_path,
@@ -321,7 +324,27 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
     let (_, metrics) = http(addr, "GET", "/metrics").await;
     assert!(metrics.contains("lookout_config_last_reload_successful 0\n"));
     assert!(metrics.contains("lookout_rules_loaded 2\n"));
-    assert_eq!(alerts(addr, "ContainerDown", &sleep).await.len(), 1);
+    let before_reload = alerts(addr, "ContainerDown", &sleep).await;
+    assert_eq!(before_reload.len(), 1);
+
+    // SIGHUP with a good set: a rule more, the others unchanged and keeping their alerts.
+    std::fs::write(dir.path().join("rules.yml"), RULES.to_string() + EXTRA_RULE).unwrap();
+    // SAFETY: sending a signal to our own process; run() handles SIGHUP.
+    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, metrics) = http(addr, "GET", "/metrics").await;
+        if metrics.contains("lookout_rules_loaded 3\n") {
+            assert!(metrics.contains("lookout_config_last_reload_successful 1\n"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the rules");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_reload = alerts(addr, "ContainerDown", &sleep).await;
+    assert_eq!(after_reload.len(), 1);
+    assert_eq!(after_reload[0]["activeAt"], before_reload[0]["activeAt"]);
+    assert_eq!(after_reload[0]["state"], "firing");
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
