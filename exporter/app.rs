@@ -7,9 +7,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::collect::cgroup::CgroupCollector;
+use crate::collect::disk::DiskCollector;
 use crate::collect::docker::{self, DockerCollector, DockerState};
+use crate::collect::gpu::{self as gpu_collect, GpuCollector};
+use crate::collect::host::HostCollector;
 use crate::collect::{Collector, Runner};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, GpuMode, Overrides};
 use crate::docker_api::{BollardDocker, DockerApi};
 use crate::engine::{self, rule, vars, Engine};
 use crate::exposition::{Exposition, RulesStatus};
@@ -24,9 +27,10 @@ pub struct Published {
 }
 
 impl Published {
-    /// A snapshot without rule engine series.
-    pub fn new(snapshot: Snapshot) -> Published {
-        let exposition = Exposition::encode(&snapshot);
+    /// Encode `snapshot` (without rule engine series); `size_hint` is the previous
+    /// exposition's size, to allocate once.
+    pub fn new(snapshot: Snapshot, size_hint: usize) -> Published {
+        let exposition = Exposition::encode(&snapshot, size_hint);
         Published {
             snapshot: Arc::new(snapshot),
             rules: Arc::default(),
@@ -35,8 +39,12 @@ impl Published {
     }
 
     /// A snapshot with the engine's alerts and series.
-    pub fn with_rules(snapshot: Arc<Snapshot>, rules: Arc<RulesStatus>) -> Published {
-        let exposition = Exposition::encode_with(&snapshot, Some(&rules));
+    pub fn with_rules(
+        snapshot: Arc<Snapshot>,
+        rules: Arc<RulesStatus>,
+        size_hint: usize,
+    ) -> Published {
+        let exposition = Exposition::encode_with(&snapshot, Some(&rules), size_hint);
         Published {
             snapshot,
             rules,
@@ -70,7 +78,7 @@ impl Shared {
     pub fn new(config: Arc<Config>, docker: Arc<DockerState>) -> Arc<Shared> {
         let now = crate::now_unix();
         Arc::new(Shared {
-            latest: RwLock::new(Arc::new(Published::new(Snapshot::default()))),
+            latest: RwLock::new(Arc::new(Published::new(Snapshot::default(), 0))),
             ready: AtomicBool::new(false),
             docker,
             config,
@@ -111,9 +119,9 @@ impl Shared {
     /// Publish the last snapshot again with the engine's current state (after an
     /// event-triggered evaluation or a reload). Call with the engine locked.
     fn republish(&self, engine: &Engine) {
-        let snapshot = self.latest().snapshot.clone();
+        let latest = self.latest();
         let status = self.rules_status(engine);
-        let p = Published::with_rules(snapshot, status);
+        let p = Published::with_rules(latest.snapshot.clone(), status, latest.exposition.len());
         *self.latest.write().unwrap() = Arc::new(p);
     }
 }
@@ -236,6 +244,22 @@ pub fn build_collectors<D: DockerApi>(
             config.interval,
         )));
     }
+    if config.collectors.host {
+        out.push(Arc::new(HostCollector::new(&config.paths.procfs)));
+    }
+    if config.collectors.disk.enabled {
+        out.push(Arc::new(DiskCollector::new(
+            &config.paths,
+            &config.collectors.disk,
+        )));
+    }
+    if config.collectors.gpu != GpuMode::Off {
+        out.push(Arc::new(GpuCollector::new(
+            config.collectors.gpu,
+            gpu_collect::library_path(),
+            &config.paths.procfs,
+        )));
+    }
     out
 }
 
@@ -287,6 +311,16 @@ pub async fn collect_once(config: Config) -> anyhow::Result<Snapshot> {
     Ok(snap)
 }
 
+/// Hand memory freed by the previous cycle's snapshot and exposition back to the OS, so that
+/// resident memory tracks what is live rather than the high-water mark.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Run the exporter until `shutdown` resolves: collect every interval, serve HTTP on `listener`.
 pub async fn run(
     config: Config,
@@ -332,6 +366,7 @@ pub async fn run(
                 has_prev.then_some(&*prev.snapshot),
             )
             .await;
+            let hint = prev.exposition.len();
             tokio::task::block_in_place(|| {
                 let mut engine = loop_shared.engine.lock().unwrap();
                 let events =
@@ -342,8 +377,9 @@ pub async fn run(
                 }
                 save_state(&mut engine);
                 let status = loop_shared.rules_status(&engine);
-                loop_shared.publish(Published::with_rules(Arc::new(snap), status));
+                loop_shared.publish(Published::with_rules(Arc::new(snap), status, hint));
             });
+            release_freed_memory();
         }
     }));
     // Docker events: evaluate the container's rules at once (the event arrives after the

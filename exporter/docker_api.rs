@@ -9,7 +9,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
-use tokio::sync::OnceCell;
+use std::sync::{Arc, Mutex};
 
 use crate::snapshot::{
     BlkDevice, ContainerInfo, ContainerStats, CpuStats, Health, Limits, MemoryStats, NetInterface,
@@ -105,48 +105,31 @@ pub trait DockerApi: Send + Sync + 'static {
 /// The real daemon, through bollard.
 pub struct BollardDocker {
     host: String,
-    raw: Docker,
-    negotiated: OnceCell<Docker>,
+    /// The client at the API version the daemon speaks, once a connection succeeded; cleared
+    /// when the daemon goes away so a restarted daemon is negotiated with afresh.
+    client: Arc<Mutex<Option<Docker>>>,
 }
 
 impl BollardDocker {
-    /// Prepare a client; nothing is sent until the first call.
+    /// Prepare a client; nothing is sent (and a missing socket is no error) until the first call.
     pub fn new(host: &str) -> Result<BollardDocker, DockerError> {
-        let timeout = 30;
-        let raw = if let Some(path) = host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, timeout, bollard::API_DEFAULT_VERSION)
-        } else {
-            Docker::connect_with_http(host, timeout, bollard::API_DEFAULT_VERSION)
+        if !(host.starts_with("unix://")
+            || host.starts_with("tcp://")
+            || host.starts_with("http://"))
+        {
+            return Err(DockerError::Unreachable {
+                host: host.to_string(),
+                reason: "expected unix:///path/to/docker.sock or tcp://host:port".into(),
+            });
         }
-        .map_err(|e| DockerError::Unreachable {
-            host: host.to_string(),
-            reason: e.to_string(),
-        })?;
         Ok(BollardDocker {
             host: host.to_string(),
-            raw,
-            negotiated: OnceCell::new(),
+            client: Arc::new(Mutex::new(None)),
         })
     }
 
-    /// The client at the API version the daemon speaks (bollard's default may be newer).
-    async fn client(&self) -> Result<&Docker, DockerError> {
-        self.negotiated
-            .get_or_try_init(|| async {
-                self.raw
-                    .clone()
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| self.unreachable(e))
-            })
-            .await
-    }
-
-    fn unreachable(&self, e: bollard::errors::Error) -> DockerError {
-        DockerError::Unreachable {
-            host: self.host.clone(),
-            reason: describe(&e),
-        }
+    async fn client(&self) -> Result<Docker, DockerError> {
+        connect(&self.host, &self.client).await
     }
 
     fn map_err(&self, e: bollard::errors::Error) -> DockerError {
@@ -160,9 +143,39 @@ impl BollardDocker {
                 message,
             } => DockerError::Api(format!("{status_code}: {message}")),
             E::JsonDataError { .. } | E::JsonSerdeError { .. } => DockerError::Api(e.to_string()),
-            other => self.unreachable(other),
+            other => {
+                *self.client.lock().unwrap() = None;
+                unreachable(&self.host, &other)
+            }
         }
     }
+}
+
+fn unreachable(host: &str, e: &bollard::errors::Error) -> DockerError {
+    DockerError::Unreachable {
+        host: host.to_string(),
+        reason: describe(e),
+    }
+}
+
+/// Connect and negotiate the API version (bollard's default may be newer than the daemon's).
+async fn connect(host: &str, cache: &Mutex<Option<Docker>>) -> Result<Docker, DockerError> {
+    if let Some(c) = cache.lock().unwrap().clone() {
+        return Ok(c);
+    }
+    let timeout = 30;
+    let raw = if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, timeout, bollard::API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_http(host, timeout, bollard::API_DEFAULT_VERSION)
+    }
+    .map_err(|e| unreachable(host, &e))?;
+    let c = raw
+        .negotiate_version()
+        .await
+        .map_err(|e| unreachable(host, &e))?;
+    *cache.lock().unwrap() = Some(c.clone());
+    Ok(c)
 }
 
 /// A bollard error in words, with its cause chain.
@@ -241,8 +254,7 @@ impl DockerApi for BollardDocker {
     }
 
     fn events(&self, since: Option<i64>) -> BoxStream<Result<DockerEvent, DockerError>> {
-        let raw = self.raw.clone();
-        let negotiated = self.negotiated.get().cloned();
+        let cache = self.client.clone();
         let host = self.host.clone();
         let filters = [("type".to_string(), vec!["container".to_string()])].into();
         let opts = bollard::query_parameters::EventsOptions {
@@ -251,16 +263,7 @@ impl DockerApi for BollardDocker {
             filters: Some(filters),
         };
         let stream = async_stream(async move {
-            let client = match negotiated {
-                Some(c) => c,
-                None => raw
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| DockerError::Unreachable {
-                        host: host.clone(),
-                        reason: describe(&e),
-                    })?,
-            };
+            let client = connect(&host, &cache).await?;
             Ok(client.events(Some(opts)).map(move |r| match r {
                 Ok(m) => {
                     let actor = m.actor.unwrap_or_default();
@@ -276,10 +279,7 @@ impl DockerApi for BollardDocker {
                         attributes,
                     })
                 }
-                Err(e) => Err(DockerError::Unreachable {
-                    host: host.clone(),
-                    reason: describe(&e),
-                }),
+                Err(e) => Err(unreachable(&host, &e)),
             }))
         });
         Box::pin(stream)
@@ -303,21 +303,11 @@ impl DockerApi for BollardDocker {
     }
 
     fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>> {
-        let raw = self.raw.clone();
-        let negotiated = self.negotiated.get().cloned();
+        let cache = self.client.clone();
         let host = self.host.clone();
         let id = id.to_string();
         let stream = async_stream(async move {
-            let client = match negotiated {
-                Some(c) => c,
-                None => raw
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| DockerError::Unreachable {
-                        host: host.clone(),
-                        reason: describe(&e),
-                    })?,
-            };
+            let client = connect(&host, &cache).await?;
             let opts = bollard::query_parameters::LogsOptions {
                 follow: true,
                 stdout: true,
@@ -429,12 +419,12 @@ fn from_inspect(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
         labels: cfg.labels.unwrap_or_default().into_iter().collect(),
         state: st
             .status
-            .map(|s| State::parse(&s.to_string()))
+            .map(|s| State::parse(s.as_ref()))
             .unwrap_or_default(),
         health: st
             .health
             .and_then(|h| h.status)
-            .map(|s| Health::parse(&s.to_string()))
+            .map(|s| Health::parse(s.as_ref()))
             .unwrap_or_default(),
         restart_count: r.restart_count.unwrap_or(0),
         exit_code: st.exit_code.unwrap_or(0),

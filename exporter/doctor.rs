@@ -5,7 +5,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use crate::collect::cgroup::Layout;
-use crate::config::Config;
+use crate::collect::gpu;
+use crate::config::{Config, GpuMode};
 use crate::docker_api::{BollardDocker, DockerApi};
 
 /// How a finding went.
@@ -86,13 +87,24 @@ impl fmt::Display for Report {
 /// Run every check.
 pub async fn diagnose(cfg: &Config) -> Report {
     let mut r = Report::default();
-    let driver = docker(cfg, &mut r).await;
-    cgroups(cfg, driver.as_deref(), &mut r);
+    let facts = docker(cfg, &mut r).await;
+    cgroups(
+        cfg,
+        facts.as_ref().and_then(|f| f.cgroup_driver.as_deref()),
+        &mut r,
+    );
     proc_and_sys(cfg, &mut r);
+    gpu(cfg, facts.as_ref().map(|f| f.runtimes.as_slice()), &mut r).await;
     r
 }
 
-async fn docker(cfg: &Config, r: &mut Report) -> Option<String> {
+/// What the Docker check learnt that later checks need.
+struct DockerFacts {
+    cgroup_driver: Option<String>,
+    runtimes: Vec<String>,
+}
+
+async fn docker(cfg: &Config, r: &mut Report) -> Option<DockerFacts> {
     let host = &cfg.docker.host;
     let from_env = std::env::var("DOCKER_HOST")
         .ok()
@@ -203,7 +215,10 @@ async fn docker(cfg: &Config, r: &mut Report) -> Option<String> {
                     None,
                 );
             }
-            Some(info.cgroup_driver).filter(|d| !d.is_empty())
+            Some(DockerFacts {
+                cgroup_driver: Some(info.cgroup_driver).filter(|d| !d.is_empty()),
+                runtimes: info.runtimes,
+            })
         }
         Ok(Err(e)) => {
             let fix = if host.starts_with("tcp://") || host.starts_with("http://") {
@@ -353,4 +368,88 @@ fn own_cgroup_is_container() -> bool {
     std::fs::read_to_string("/proc/self/cgroup")
         .map(|t| t.contains("/docker/") || t.contains("docker-") || t.contains("/kubepods"))
         .unwrap_or(false)
+}
+
+/// The NVIDIA driver and NVML versions, the GPUs, and whether Docker can hand GPUs to containers.
+async fn gpu(cfg: &Config, runtimes: Option<&[String]>, r: &mut Report) {
+    if cfg.collectors.gpu == GpuMode::Off {
+        r.add(Level::Info, "gpu", "disabled (collectors.gpu: false)", None);
+        return;
+    }
+    let lib = gpu::library_path();
+    let probe = tokio::task::spawn_blocking({
+        let lib = lib.clone();
+        move || gpu::probe(&lib)
+    })
+    .await
+    .unwrap_or_else(|e| Err(gpu::GpuError::Init(e.to_string())));
+    let found = match probe {
+        Ok(p) => {
+            let list: Vec<String> = p
+                .gpus
+                .iter()
+                .map(|(i, name, uuid)| format!("{i}: {name} ({uuid})"))
+                .collect();
+            r.add(
+                Level::Ok,
+                "gpu",
+                format!(
+                    "NVIDIA driver {}, NVML {}, {} GPU(s){}{}",
+                    p.driver_version.as_deref().unwrap_or("unknown"),
+                    p.nvml_version.as_deref().unwrap_or("unknown"),
+                    p.gpus.len(),
+                    if list.is_empty() { "" } else { ": " },
+                    list.join("; ")
+                ),
+                None,
+            );
+            !p.gpus.is_empty()
+        }
+        Err(e) => {
+            let level = match cfg.collectors.gpu {
+                GpuMode::On => Level::Error,
+                _ => Level::Info,
+            };
+            let fix = if e.is_absent() {
+                format!(
+                    "on a GPU host: install the NVIDIA driver (it provides {})\n\
+                     when lookout runs in a container: start it with --gpus all (or --runtime=nvidia) \
+                     so the driver's library is mounted in\n\
+                     on a host without GPUs: set collectors.gpu: false to skip this check",
+                    gpu::DEFAULT_LIBRARY
+                )
+            } else {
+                "check that the NVIDIA driver works (nvidia-smi) and that lookout may open /dev/nvidia*"
+                    .into()
+            };
+            r.add(level, "gpu", e.to_string(), Some(fix));
+            false
+        }
+    };
+    let Some(runtimes) = runtimes else { return };
+    if runtimes.iter().any(|rt| rt == "nvidia") {
+        r.add(Level::Ok, "gpu", "Docker has the nvidia runtime", None);
+    } else if found {
+        r.add(
+            Level::Warn,
+            "gpu",
+            format!("Docker has no nvidia runtime (runtimes: {})", {
+                let mut names = runtimes.to_vec();
+                names.sort();
+                names.join(", ")
+            }),
+            Some(
+                "install the NVIDIA Container Toolkit, then:\n\
+                 sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
+                    .into(),
+            ),
+        );
+    } else {
+        r.add(
+            Level::Info,
+            "gpu",
+            "Docker has no nvidia runtime (no GPU here either)",
+            None,
+        );
+    }
 }

@@ -75,7 +75,22 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        latest.exposition.body(format).clone().into_response()
+        let mut chunks = latest.exposition.chunks(format);
+        if chunks.len() == 1 {
+            let mut r = chunks.pop().unwrap_or_default().into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            return r;
+        }
+        let len: usize = chunks.iter().map(|c| c.len()).sum();
+        let stream =
+            futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+        let mut r = axum::body::Body::from_stream(stream).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        r
     };
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

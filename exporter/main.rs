@@ -114,6 +114,7 @@ fn init_tracing(level: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -124,7 +125,18 @@ fn load(g: &Global) -> Result<Config, ExitCode> {
     })
 }
 
+/// Fewer malloc arenas: lookout's allocations are a few large buffers per cycle, and glibc's
+/// default of 8 arenas per core mostly adds resident memory.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let g = cli.global.clone();
     match cli.command.unwrap_or(Command::Run) {

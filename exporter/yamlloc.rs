@@ -35,7 +35,12 @@ pub struct Located {
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.pos, self.message)
+        // Line 0: a value from the environment or a flag, which has no position to show.
+        if self.pos.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.pos, self.message)
+        }
     }
 }
 
@@ -227,7 +232,8 @@ mod tests {
         assert_eq!(l.value("listen"), Pos { line: 1, col: 9 });
         assert_eq!(l.key("listen"), Pos { line: 1, col: 1 });
         assert_eq!(l.key("docker.include"), Pos { line: 3, col: 3 });
-        assert_eq!(l.value("docker.include[1]"), Pos { line: 3, col: 23 });
+        // `  include: ["a*", "b"]`: the second item's quote is the 19th character.
+        assert_eq!(l.value("docker.include[1]"), Pos { line: 3, col: 19 });
         assert_eq!(l.value("docker.exclude[1]"), Pos { line: 6, col: 7 });
         // Unknown paths fall back to the nearest parent.
         assert_eq!(l.value("docker.exclude[7]"), l.value("docker.exclude"));

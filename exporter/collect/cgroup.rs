@@ -519,46 +519,70 @@ impl Reader {
         let keep = self.fds_open + 12 < self.fd_budget;
         for rel in self.cgroup_path(c) {
             let rel_trim = rel.trim_start_matches('/');
-            let files = match &self.layout {
+            // The directory (or directories) that must exist for this path to be the container's.
+            let dirs: Vec<PathBuf>;
+            let built = match &self.layout {
                 Layout::V1 { root } => {
                     let cpuacct = root.join("cpuacct").join(rel_trim);
                     let mem = root.join("memory").join(rel_trim);
                     if !mem.is_dir() || !cpuacct.is_dir() {
                         continue;
                     }
+                    dirs = vec![cpuacct.clone(), mem.clone()];
                     let cpu = root.join("cpu").join(rel_trim);
                     let blkio = root.join("blkio").join(rel_trim);
                     let pids = root.join("pids").join(rel_trim);
-                    Files::V1 {
-                        cpuacct_usage: Src::new(cpuacct.join("cpuacct.usage"), keep)?,
-                        cpuacct_stat: Src::new(cpuacct.join("cpuacct.stat"), keep)?,
-                        cpu_stat: Src::new(cpu.join("cpu.stat"), keep).ok(),
-                        mem_usage: Src::new(mem.join("memory.usage_in_bytes"), keep)?,
-                        mem_stat: Src::new(mem.join("memory.stat"), keep)?,
-                        blkio_bytes: Src::new(blkio.join("blkio.throttle.io_service_bytes"), keep)
+                    (|| -> io::Result<Files> {
+                        Ok(Files::V1 {
+                            cpuacct_usage: Src::new(cpuacct.join("cpuacct.usage"), keep)?,
+                            cpuacct_stat: Src::new(cpuacct.join("cpuacct.stat"), keep)?,
+                            cpu_stat: Src::new(cpu.join("cpu.stat"), keep).ok(),
+                            mem_usage: Src::new(mem.join("memory.usage_in_bytes"), keep)?,
+                            mem_stat: Src::new(mem.join("memory.stat"), keep)?,
+                            blkio_bytes: Src::new(
+                                blkio.join("blkio.throttle.io_service_bytes"),
+                                keep,
+                            )
                             .ok(),
-                        blkio_ops: Src::new(blkio.join("blkio.throttle.io_serviced"), keep).ok(),
-                        pids: Src::new(pids.join("pids.current"), keep).ok(),
-                        cpu_dir: cpu,
-                        mem_dir: mem,
-                    }
+                            blkio_ops: Src::new(blkio.join("blkio.throttle.io_serviced"), keep)
+                                .ok(),
+                            pids: Src::new(pids.join("pids.current"), keep).ok(),
+                            cpu_dir: cpu,
+                            mem_dir: mem,
+                        })
+                    })()
                 }
                 Layout::V2 { root } => {
                     let dir = root.join(rel_trim);
                     if !dir.join("cgroup.procs").exists() && !dir.join("cpu.stat").exists() {
                         continue;
                     }
-                    Files::V2 {
-                        cpu_stat: Src::new(dir.join("cpu.stat"), keep)?,
-                        mem_current: Src::new(dir.join("memory.current"), keep)?,
-                        mem_stat: Src::new(dir.join("memory.stat"), keep)?,
-                        mem_swap: Src::new(dir.join("memory.swap.current"), keep).ok(),
-                        io_stat: Src::new(dir.join("io.stat"), keep).ok(),
-                        pids: Src::new(dir.join("pids.current"), keep).ok(),
-                        dir,
-                    }
+                    dirs = vec![dir.clone()];
+                    (|| -> io::Result<Files> {
+                        Ok(Files::V2 {
+                            cpu_stat: Src::new(dir.join("cpu.stat"), keep)?,
+                            mem_current: Src::new(dir.join("memory.current"), keep)?,
+                            mem_stat: Src::new(dir.join("memory.stat"), keep)?,
+                            mem_swap: Src::new(dir.join("memory.swap.current"), keep).ok(),
+                            io_stat: Src::new(dir.join("io.stat"), keep).ok(),
+                            pids: Src::new(dir.join("pids.current"), keep).ok(),
+                            dir,
+                        })
+                    })()
                 }
                 Layout::None => return Ok(None),
+            };
+            let files = match built {
+                Ok(files) => files,
+                // The cgroup is there but lacks a file lookout needs (v2 without the memory
+                // controller enabled for it, as with `cgroup_disable=memory`): not readable
+                // here, so Docker's stats API is asked. Gone altogether: it vanished.
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound && dirs.iter().all(|d| d.is_dir()) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
             };
             let netdev = if c.shares_network() {
                 None

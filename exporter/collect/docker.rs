@@ -183,12 +183,17 @@ pub async fn watch<D: DockerApi>(api: Arc<D>, state: Arc<DockerState>, resync: D
         match session(&*api, &state, resync, &mut backoff).await {
             Ok(()) => {}
             Err(e) => {
+                let was_connected = state.is_connected();
                 state.set_error(&e);
                 let msg = e.to_string();
-                if logged.as_deref() != Some(msg.as_str()) {
-                    tracing::warn!(error = %msg, retry_in = ?backoff, "docker daemon connection lost; keeping the last inventory and retrying");
-                    logged = Some(msg);
+                if was_connected {
+                    tracing::warn!(error = %msg, "docker daemon connection lost; keeping the last inventory and reconnecting with backoff");
+                } else if logged.is_none() {
+                    tracing::warn!(error = %msg, "cannot reach the docker daemon; retrying with backoff");
+                } else if logged.as_deref() != Some(msg.as_str()) {
+                    tracing::info!(error = %msg, "docker daemon still unreachable");
                 }
+                logged = Some(msg);
             }
         }
         tokio::time::sleep(backoff).await;

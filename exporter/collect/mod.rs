@@ -6,7 +6,10 @@
 //! changes or recovers), never every cycle.
 
 pub mod cgroup;
+pub mod disk;
 pub mod docker;
+pub mod gpu;
+pub mod host;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -194,7 +197,6 @@ fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::HostStats;
 
     struct Fixed(&'static str, u8);
 
@@ -205,7 +207,7 @@ mod tests {
         fn collect(self: Arc<Self>) -> CollectFuture {
             Box::pin(async move {
                 match self.1 {
-                    0 => Ok(Part::Host(Box::new(HostStats::default()))),
+                    0 => Ok(Part::Host(Box::default())),
                     1 => panic!("boom"),
                     2 => {
                         tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -414,25 +414,28 @@ impl Validator {
             .as_deref()
             .and_then(|s| self.duration("interval", s))
             .unwrap_or(Duration::from_secs(10));
+        // Where the interval in force came from: None for the file.
+        let mut interval_origin = None;
         for (origin, val) in [
             ("LOOKOUT_INTERVAL", env("LOOKOUT_INTERVAL")),
             ("--interval", flags.interval.clone()),
         ] {
             if let Some(v) = val {
                 match parse_duration(&v) {
-                    Ok(d) => interval = d,
+                    Ok(d) => {
+                        interval = d;
+                        interval_origin = Some(origin);
+                    }
                     Err(e) => self.outside(origin, format!("{origin} {v:?}: {e}")),
                 }
             }
         }
         if interval < Duration::from_millis(100) {
-            self.at(
-                "interval",
-                format!(
-                    "interval: must be at least 100ms, got {}",
-                    format_duration(interval)
-                ),
-            );
+            let msg = format!("must be at least 100ms, got {}", format_duration(interval));
+            match interval_origin {
+                Some(origin) => self.outside(origin, format!("{origin}: {msg}")),
+                None => self.at("interval", format!("interval: {msg}")),
+            }
         }
         let collector_timeout = match raw.collector_timeout.as_deref() {
             Some(s) => self
@@ -467,14 +470,20 @@ impl Validator {
         let mut host = d
             .host
             .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let mut host_origin = None;
         if let Some(h) = env("DOCKER_HOST") {
             host = h;
+            host_origin = Some("DOCKER_HOST");
         }
         if let Some(h) = &flags.docker_host {
             host = h.clone();
+            host_origin = Some("--docker.host");
         }
         if let Err(e) = check_docker_host(&host) {
-            self.at("docker.host", format!("docker.host: {e}"));
+            match host_origin {
+                Some(origin) => self.outside(origin, format!("{origin}: {e}")),
+                None => self.at("docker.host", format!("docker.host: {e}")),
+            }
         }
         let include = self.globs(
             "docker.include",

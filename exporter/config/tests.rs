@@ -1,1 +1,412 @@
+//! The loader: precedence (default < file < environment < flags) and located errors.
 
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// A config file in a temp dir (kept alive by the returned handle).
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f.flush().unwrap();
+    f
+}
+
+fn load_file(text: &str) -> (Result<Config, ConfigError>, String) {
+    let f = file(text);
+    let name = f.path().display().to_string();
+    (
+        Config::load(Some(f.path()), &no_env, &Overrides::default()),
+        name,
+    )
+}
+
+/// The error of a file that must not load, and the file's name.
+fn refused(text: &str) -> (ConfigError, String) {
+    let (res, name) = load_file(text);
+    let err = res.expect_err("the config should be refused");
+    for p in &err.problems {
+        assert_eq!(p.file, name, "every problem names the file: {p}");
+    }
+    (err, name)
+}
+
+/// The problems of a file that must not load, as (line, col, message).
+fn problems(text: &str) -> Vec<(usize, usize, String)> {
+    refused(text)
+        .0
+        .problems
+        .iter()
+        .map(|p| (p.pos.line, p.pos.col, p.message.clone()))
+        .collect()
+}
+
+#[test]
+fn embedded_default_loads() {
+    let c = Config::load(None, &no_env, &Overrides::default()).unwrap();
+    assert_eq!(c.source, None);
+    assert_eq!(c.listen, "0.0.0.0:9659");
+    assert_eq!(c.interval, Duration::from_secs(10));
+    // 80% of the interval, at most 5s.
+    assert_eq!(c.collector_timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.paths,
+        Paths {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            rootfs: "/".into(),
+        }
+    );
+    assert_eq!(c.docker.host, "unix:///var/run/docker.sock");
+    assert_eq!(
+        c.docker.labels,
+        ["com.docker.compose.project", "com.docker.compose.service"]
+    );
+    assert_eq!(c.docker.resync, Duration::from_secs(60));
+    assert!(c.docker.filter.matches("anything"));
+    assert!(c.collectors.docker && c.collectors.cgroup && c.collectors.host);
+    assert!(c.collectors.disk.enabled);
+    assert_eq!(
+        c.collectors.disk.mount_points_exclude.as_str(),
+        DEFAULT_MOUNT_POINTS_EXCLUDE
+    );
+    assert_eq!(
+        c.collectors.disk.fs_types_exclude.as_str(),
+        DEFAULT_FS_TYPES_EXCLUDE
+    );
+    assert!(c.collectors.disk.mount_points_exclude.is_match("/proc/sys"));
+    assert!(c.collectors.disk.fs_types_exclude.is_match("overlay"));
+    assert!(!c.collectors.disk.fs_types_exclude.is_match("ext4"));
+    assert_eq!(c.collectors.disk.statfs_timeout, Duration::from_secs(1));
+    assert_eq!(c.collectors.gpu, GpuMode::Auto);
+    assert!(c.collectors.logs.is_empty());
+    assert_eq!(c.rule_files, None);
+    assert_eq!(c.state_dir, None);
+}
+
+#[test]
+fn a_file_overrides_the_default_key_by_key() {
+    let f = file(
+        "listen: 127.0.0.1:9000\n\
+         interval: 2s\n\
+         paths:\n  procfs: /host/proc\n\
+         docker:\n  include: [\"web-*\"]\n  exclude: [web-tmp*]\n  resync: 5m\n\
+         collectors:\n  disk: false\n  gpu: off\n  \
+         logs:\n    - match: {name: \"api-*\"}\n      pattern: \"ERROR|FATAL\"\n\
+         rule_files: [\"rules/*.yml\"]\n\
+         state_dir: /tmp/lookout-state\n",
+    );
+    let c = Config::load(Some(f.path()), &no_env, &Overrides::default()).unwrap();
+    assert_eq!(c.source.as_deref(), Some(f.path()));
+    assert_eq!(c.listen, "127.0.0.1:9000");
+    assert_eq!(c.interval, Duration::from_secs(2));
+    assert_eq!(c.collector_timeout, Duration::from_millis(1600));
+    assert_eq!(c.paths.procfs, Path::new("/host/proc"));
+    // Keys the file leaves out keep the default.
+    assert_eq!(c.paths.sysfs, Path::new("/sys"));
+    assert_eq!(c.docker.host, "unix:///var/run/docker.sock");
+    assert_eq!(c.docker.labels.len(), 2);
+    assert!(c.docker.filter.matches("web-1"));
+    assert!(!c.docker.filter.matches("web-tmp1"));
+    assert!(!c.docker.filter.matches("db"));
+    assert_eq!(c.docker.resync, Duration::from_secs(300));
+    assert!(!c.collectors.disk.enabled);
+    assert_eq!(c.collectors.gpu, GpuMode::Off);
+    assert_eq!(c.collectors.logs.len(), 1);
+    assert!(c.collectors.logs[0].name.matches("api-7"));
+    assert!(c.collectors.logs[0].pattern.is_match("x FATAL y"));
+    assert_eq!(c.rule_files, Some(vec!["rules/*.yml".to_string()]));
+    assert_eq!(
+        c.state_dir.as_deref(),
+        Some(Path::new("/tmp/lookout-state"))
+    );
+
+    for (word, mode) in [
+        ("auto", GpuMode::Auto),
+        ("true", GpuMode::On),
+        ("on", GpuMode::On),
+        ("\"false\"", GpuMode::Off),
+    ] {
+        let (c, _) = load_file(&format!("collectors:\n  gpu: {word}\n"));
+        assert_eq!(c.unwrap().collectors.gpu, mode, "gpu: {word}");
+    }
+    let (c, _) = load_file("collectors:\n  disk:\n    statfs_timeout: 250ms\n");
+    let c = c.unwrap();
+    assert!(c.collectors.disk.enabled);
+    assert_eq!(c.collectors.disk.statfs_timeout, Duration::from_millis(250));
+    // An empty file is the default.
+    let (c, _) = load_file("");
+    assert_eq!(c.unwrap().listen, "0.0.0.0:9659");
+}
+
+#[test]
+fn environment_overrides_the_file_and_flags_override_the_environment() {
+    let f = file("listen: 127.0.0.1:9000\ninterval: 30s\ndocker:\n  host: tcp://10.0.0.1:2375\n");
+    let env: HashMap<&str, &str> = [
+        ("LOOKOUT_LISTEN", "127.0.0.2:9001"),
+        ("LOOKOUT_INTERVAL", "15s"),
+        ("DOCKER_HOST", "unix:///run/user/1000/docker.sock"),
+    ]
+    .into();
+    let env = |k: &str| env.get(k).map(|v| v.to_string());
+
+    let c = Config::load(Some(f.path()), &no_env, &Overrides::default()).unwrap();
+    assert_eq!(
+        (c.listen.as_str(), c.interval, c.docker.host.as_str()),
+        (
+            "127.0.0.1:9000",
+            Duration::from_secs(30),
+            "tcp://10.0.0.1:2375"
+        )
+    );
+
+    let c = Config::load(Some(f.path()), &env, &Overrides::default()).unwrap();
+    assert_eq!(c.listen, "127.0.0.2:9001");
+    assert_eq!(c.interval, Duration::from_secs(15));
+    assert_eq!(c.docker.host, "unix:///run/user/1000/docker.sock");
+
+    let flags = Overrides {
+        listen: Some(":9100".into()),
+        interval: Some("1m".into()),
+        procfs: Some("/host/proc".into()),
+        sysfs: Some("/host/sys".into()),
+        rootfs: Some("/host".into()),
+        docker_host: Some("tcp://127.0.0.1:2376".into()),
+    };
+    let c = Config::load(Some(f.path()), &env, &flags).unwrap();
+    assert_eq!(c.listen, ":9100");
+    assert_eq!(bind_address(&c.listen), "0.0.0.0:9100");
+    assert_eq!(c.interval, Duration::from_secs(60));
+    assert_eq!(c.docker.host, "tcp://127.0.0.1:2376");
+    assert_eq!(c.paths.procfs, Path::new("/host/proc"));
+    assert_eq!(c.paths.sysfs, Path::new("/host/sys"));
+    assert_eq!(c.paths.rootfs, Path::new("/host"));
+
+    // The environment alone, over the embedded default.
+    let c = Config::load(None, &env, &Overrides::default()).unwrap();
+    assert_eq!(c.listen, "127.0.0.2:9001");
+    assert_eq!(c.docker.host, "unix:///run/user/1000/docker.sock");
+}
+
+#[test]
+fn bad_environment_and_flags_name_their_origin() {
+    let env = |k: &str| match k {
+        "LOOKOUT_LISTEN" => Some("nowhere".to_string()),
+        "LOOKOUT_INTERVAL" => Some("soon".to_string()),
+        _ => None,
+    };
+    let flags = Overrides {
+        interval: Some("10".into()),
+        ..Default::default()
+    };
+    let err = Config::load(None, &env, &flags).unwrap_err();
+    let files: Vec<&str> = err.problems.iter().map(|p| p.file.as_str()).collect();
+    assert_eq!(files, ["LOOKOUT_LISTEN", "LOOKOUT_INTERVAL", "--interval"]);
+    assert!(err.problems[0].message.contains("\"nowhere\""), "{err}");
+    assert!(err.problems[1].message.contains("\"soon\""), "{err}");
+    // No made-up position for a value that has no file.
+    assert!(err.to_string().starts_with("LOOKOUT_LISTEN: "), "{err}");
+
+    let env = |k: &str| (k == "DOCKER_HOST").then(|| "docker.example:2375".to_string());
+    let err = Config::load(None, &env, &Overrides::default()).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].file, "DOCKER_HOST");
+    assert!(err.problems[0].message.contains("tcp://host:port"), "{err}");
+
+    let flags = Overrides {
+        docker_host: Some("docker.example:2375".into()),
+        ..Default::default()
+    };
+    let err = Config::load(None, &no_env, &flags).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].file, "--docker.host");
+
+    let env = |k: &str| (k == "LOOKOUT_INTERVAL").then(|| "50ms".to_string());
+    let err = Config::load(None, &env, &Overrides::default()).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].file, "LOOKOUT_INTERVAL");
+    assert!(err.problems[0].message.contains("at least 100ms"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_located_at_the_key() {
+    let p = problems("listen: 0.0.0.0:9659\nbogus: 1\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].0, p[0].1), (2, 1), "{p:?}");
+    assert!(p[0].2.contains("unknown field `bogus`"), "{p:?}");
+    let (err, name) = refused("listen: 0.0.0.0:9659\nbogus: 1\n");
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!("{name}:2:1: unknown field `bogus`")),
+        "{shown}"
+    );
+
+    let p = problems("docker:\n  include: [\"*\"]\n  hots: tcp://127.0.0.1:2375\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].0, p[0].1), (3, 3), "{p:?}");
+    assert!(p[0].2.contains("unknown field `hots`"), "{p:?}");
+
+    let p = problems("collectors:\n  docker: true\n  gpus: auto\n");
+    assert_eq!((p[0].0, p[0].1), (3, 3), "{p:?}");
+}
+
+#[test]
+fn bad_values_are_located_at_the_value() {
+    let p = problems("interval: ten\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].0, p[0].1), (1, 11), "{p:?}");
+    assert!(
+        p[0].2.starts_with("interval: invalid duration \"ten\""),
+        "{p:?}"
+    );
+
+    let p = problems("interval: 50ms\n");
+    assert_eq!(
+        p,
+        vec![(1, 11, "interval: must be at least 100ms, got 50ms".into())]
+    );
+
+    let p = problems("docker:\n  include: [\"ok-*\", \"web-[\"]\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].0, p[0].1), (2, 21), "{p:?}");
+    assert!(
+        p[0].2
+            .starts_with("docker.include[1]: invalid glob \"web-[\""),
+        "{p:?}"
+    );
+
+    let p = problems("collectors:\n  disk:\n    mount_points_exclude: \"^/(proc\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].0, p[0].1), (3, 27), "{p:?}");
+    assert!(
+        p[0].2
+            .starts_with("collectors.disk.mount_points_exclude: invalid regular expression"),
+        "{p:?}"
+    );
+
+    let p = problems("collectors:\n  gpu: maybe\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].0, p[0].1), (2, 8), "{p:?}");
+    assert_eq!(
+        p[0].2,
+        "collectors.gpu: expected auto, true or false; got \"maybe\""
+    );
+}
+
+#[test]
+fn every_problem_in_a_file_is_reported_at_once() {
+    let text = "\
+listen: nowhere
+interval: 5 seconds
+docker:
+  include:
+    - web-*
+    - \"[z-a]\"
+  exclude: [\"{a,b\"]
+  resync: soon
+collectors:
+  disk:
+    fs_types_exclude: \"(ext4\"
+    statfs_timeout: 1x
+  gpu: sometimes
+  logs:
+    - match: {name: \"a[\"}
+      pattern: \"ok\"
+    - match: {name: \"b\"}
+      pattern: \"(\"
+rule_files: [\"rules/**/[.yml\"]
+";
+    let p = problems(text);
+    let got: Vec<(usize, usize, &str)> = p
+        .iter()
+        .map(|(l, c, m)| (*l, *c, m.split(':').next().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 9, "listen"),
+            (2, 11, "interval"),
+            (6, 7, "docker.include[1]"),
+            (7, 13, "docker.exclude[0]"),
+            (8, 11, "docker.resync"),
+            (11, 23, "collectors.disk.fs_types_exclude"),
+            (12, 21, "collectors.disk.statfs_timeout"),
+            (13, 8, "collectors.gpu"),
+            (15, 21, "collectors.logs[0].match.name"),
+            (18, 16, "collectors.logs[1].pattern"),
+            (19, 14, "rule_files[0]"),
+        ],
+        "{p:#?}"
+    );
+    let (err, name) = refused(text);
+    let shown = err.to_string();
+    assert_eq!(shown.lines().count(), 11, "{shown}");
+    assert!(
+        shown.lines().all(|l| l.starts_with(&format!("{name}:"))),
+        "{shown}"
+    );
+}
+
+#[test]
+fn syntax_and_type_errors_come_located_from_the_parser() {
+    // A tab where YAML wants spaces, on line 2.
+    let p = problems("docker:\n\thost: x\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, 2, "{p:?}");
+    // A list where a string is expected.
+    let p = problems("listen:\n  - a\n  - b\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!((p[0].0, p[0].1), (2, 3), "{p:?}");
+    assert!(
+        !p[0].2.contains(" at line "),
+        "the location is not repeated: {p:?}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_a_problem_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yml");
+    let err = Config::load(Some(&missing), &no_env, &Overrides::default()).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.problems[0].file, missing.display().to_string());
+    assert!(
+        err.problems[0]
+            .message
+            .starts_with("cannot read config file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn listen_and_docker_host_forms() {
+    for ok in ["0.0.0.0:9659", ":9659", "[::1]:9659", "localhost:80"] {
+        assert!(check_listen(ok).is_ok(), "{ok}");
+    }
+    for bad in ["9659", "host:port", "a b:1", "host:70000"] {
+        assert!(check_listen(bad).is_err(), "{bad}");
+    }
+    for ok in [
+        "unix:///var/run/docker.sock",
+        "tcp://127.0.0.1:2375",
+        "tcp://docker:2375/",
+        "http://[::1]:2375",
+    ] {
+        assert!(check_docker_host(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "unix://",
+        "tcp://docker",
+        "ssh://me@host",
+        "/var/run/docker.sock",
+    ] {
+        assert!(check_docker_host(bad).is_err(), "{bad}");
+    }
+}

@@ -126,9 +126,9 @@ mod tests {
             reload_successful: false,
             reload_success_at: 100.0,
         };
-        let mut enc = Encoder::new(Format::Text, 0);
+        let mut enc = Encoder::new(0);
         encode(&mut enc, &s);
-        let out = enc.finish();
+        let out = enc.into_string(Format::Text);
         assert!(out.contains(
             "lookout_alerts{alertname=\"ContainerDown\",alertstate=\"firing\",name=\"web \\\"1\\\"\",severity=\"critical\"} 1\n"
         ), "{out}");

@@ -20,13 +20,13 @@ fn label_sets(snap: &Snapshot) -> Vec<String> {
             push_label(&mut s, "image", &c.info.image);
             s.push(',');
             push_label(&mut s, "name", &c.info.name);
+            // An empty label equals an absent one to Prometheus; leaving it out keeps the
+            // exposition small.
             for (label, key) in &names {
-                s.push(',');
-                push_label(
-                    &mut s,
-                    label,
-                    c.info.labels.get(*key).map(String::as_str).unwrap_or(""),
-                );
+                if let Some(v) = c.info.labels.get(*key).filter(|v| !v.is_empty()) {
+                    s.push(',');
+                    push_label(&mut s, label, v);
+                }
             }
             s
         })
@@ -497,9 +497,11 @@ mod tests {
         ), "{text}");
         assert!(text.contains("container_spec_memory_limit_bytes{id=\"/docker/abc\",image=\"bb:local\",name=\"web-1\",container_label_com_docker_compose_project=\"shop\"} 67108864\n"));
         // The stopped container has Docker facts but no resource series.
-        assert!(text.contains("lookout_container_exit_code{id=\"/docker/def\",image=\"\",name=\"old\",container_label_com_docker_compose_project=\"\"} 3\n"));
+        assert!(text.contains(
+            "lookout_container_exit_code{id=\"/docker/def\",image=\"\",name=\"old\"} 3\n"
+        ));
         assert!(!text.contains("container_memory_usage_bytes{id=\"/docker/def\""));
-        assert!(text.contains("lookout_container_state{id=\"/docker/def\",image=\"\",name=\"old\",container_label_com_docker_compose_project=\"\",state=\"exited\"} 1\n"));
+        assert!(text.contains("lookout_container_state{id=\"/docker/def\",image=\"\",name=\"old\",state=\"exited\"} 1\n"));
         // No block I/O devices reported: no series, not zeros.
         assert!(!text.contains("container_fs_reads_bytes_total{"));
     }

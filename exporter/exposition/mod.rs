@@ -8,6 +8,7 @@
 
 mod alerts;
 mod container;
+mod disk;
 mod gpu;
 mod host;
 mod logs;
@@ -68,36 +69,30 @@ pub enum Kind {
     Gauge,
 }
 
-/// Writes families and samples in either format.
+/// Writes families and samples once, for both formats. The buffer holds the text-0.0.4
+/// exposition, contiguous (served as one block). OpenMetrics differs only in each family's
+/// `# HELP`/`# TYPE` header (counters are named without `_total`) and the final `# EOF`, so it
+/// is served as chunks: each family's OpenMetrics header, then a zero-copy slice of its samples.
 pub struct Encoder {
     pub buf: String,
-    format: Format,
+    /// For each family: where its samples start in `buf`, and its OpenMetrics header.
+    heads: Vec<(usize, String)>,
 }
 
 impl Encoder {
-    pub fn new(format: Format, capacity: usize) -> Encoder {
+    pub fn new(capacity: usize) -> Encoder {
         Encoder {
             buf: String::with_capacity(capacity),
-            format,
+            heads: Vec::new(),
         }
     }
 
     /// Start a family. `name` is the sample name (counters end in `_total`).
     pub fn family(&mut self, name: &str, help: &str, kind: Kind) {
-        let family = match (self.format, kind) {
-            (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
-            _ => name,
-        };
-        self.buf.push_str("# HELP ");
-        self.buf.push_str(family);
-        self.buf.push(' ');
-        escape_help(&mut self.buf, help, self.format);
-        self.buf.push_str("\n# TYPE ");
-        self.buf.push_str(family);
-        self.buf.push_str(match kind {
-            Kind::Counter => " counter\n",
-            Kind::Gauge => " gauge\n",
-        });
+        let mut om = String::with_capacity(name.len() * 2 + help.len() + 24);
+        write_header(&mut om, name, help, kind, Format::OpenMetrics);
+        write_header(&mut self.buf, name, help, kind, Format::Text);
+        self.heads.push((self.buf.len(), om));
     }
 
     /// One sample. `labels` is a pre-rendered `a="x",b="y"` list (may be empty); `extra` adds
@@ -128,11 +123,101 @@ impl Encoder {
         self.sample(name, "", &[], value);
     }
 
-    fn finish(mut self) -> String {
-        if self.format == Format::OpenMetrics {
-            self.buf.push_str("# EOF\n");
+    /// Freeze into shareable bytes.
+    pub fn finish(self) -> Encoded {
+        let text = bytes::Bytes::from(self.buf);
+        let mut families = Vec::with_capacity(self.heads.len());
+        for (i, (start, om)) in self.heads.iter().enumerate() {
+            // The next family's samples start after its text header; find where that header began.
+            let end = match self.heads.get(i + 1) {
+                Some((next_start, _)) => header_start(&text, *next_start),
+                None => text.len(),
+            };
+            families.push((bytes::Bytes::from(om.clone()), text.slice(*start..end)));
         }
-        self.buf
+        Encoded { text, families }
+    }
+
+    /// Everything, as one string in `format` (for `lookout once` and tests).
+    pub fn into_string(self, format: Format) -> String {
+        let enc = self.finish();
+        let mut s = String::with_capacity(enc.text.len() + 4096);
+        for c in enc.chunks(format) {
+            s.push_str(std::str::from_utf8(&c).unwrap_or(""));
+        }
+        s
+    }
+}
+
+fn write_header(h: &mut String, name: &str, help: &str, kind: Kind, format: Format) {
+    let family = match (format, kind) {
+        (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    h.push_str("# HELP ");
+    h.push_str(family);
+    h.push(' ');
+    escape_help(h, help, format);
+    h.push_str("\n# TYPE ");
+    h.push_str(family);
+    h.push_str(match kind {
+        // OpenMetrics requires a counter's samples to end in `_total`. A counter that keeps
+        // another exporter's name without it (DCGM's) is typed unknown there, not renamed.
+        Kind::Counter if format == Format::OpenMetrics && !name.ends_with("_total") => " unknown\n",
+        Kind::Counter => " counter\n",
+        Kind::Gauge => " gauge\n",
+    });
+}
+
+/// The start of the two header lines (`# HELP`, `# TYPE`) that end at `samples_start`.
+fn header_start(text: &[u8], samples_start: usize) -> usize {
+    let mut newlines = 0;
+    let mut i = samples_start;
+    while i > 0 {
+        if text[i - 1] == b'\n' {
+            newlines += 1;
+            if newlines == 3 {
+                return i;
+            }
+        }
+        i -= 1;
+    }
+    0
+}
+
+/// An encoded exposition: the text format contiguous, and each family's OpenMetrics header
+/// beside a slice of its samples.
+pub struct Encoded {
+    text: bytes::Bytes,
+    families: Vec<(bytes::Bytes, bytes::Bytes)>,
+}
+
+impl Encoded {
+    /// The body in `format`, as zero-copy chunks (one for text).
+    pub fn chunks(&self, format: Format) -> Vec<bytes::Bytes> {
+        match format {
+            Format::Text => vec![self.text.clone()],
+            Format::OpenMetrics => {
+                let mut out = Vec::with_capacity(self.families.len() * 2 + 1);
+                for (om, samples) in &self.families {
+                    out.push(om.clone());
+                    if !samples.is_empty() {
+                        out.push(samples.clone());
+                    }
+                }
+                out.push(bytes::Bytes::from_static(b"# EOF\n"));
+                out
+            }
+        }
+    }
+
+    /// Size of the text exposition.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
     }
 }
 
@@ -205,53 +290,82 @@ pub fn sanitize_label_name(name: &str) -> String {
     out
 }
 
-/// Encode every family of a snapshot in one format.
-pub fn render(snap: &Snapshot, format: Format) -> String {
-    render_with(snap, None, format)
-}
-
-/// Encode a snapshot and, when given, the rule engine's series.
-pub fn render_with(snap: &Snapshot, rules: Option<&RulesStatus>, format: Format) -> String {
-    let mut enc = Encoder::new(format, 4096 + snap.containers.len() * 6000);
+fn encode_all(snap: &Snapshot, rules: Option<&RulesStatus>, capacity: usize) -> Encoder {
+    let mut enc = Encoder::new(capacity);
     selfmetrics::encode(&mut enc, snap);
     container::encode(&mut enc, snap);
     host::encode(&mut enc, snap);
+    disk::encode(&mut enc, snap);
     gpu::encode(&mut enc, snap);
     logs::encode(&mut enc, snap);
     if let Some(r) = rules {
         alerts::encode(&mut enc, r);
     }
-    enc.finish()
+    enc
 }
 
-/// A snapshot's exposition in both formats, with gzip encodings made on first request.
+/// Encode every family of a snapshot in one format, as one string.
+pub fn render(snap: &Snapshot, format: Format) -> String {
+    render_with(snap, None, format)
+}
+
+/// Encode a snapshot and, when given, the rule engine's series, in one format.
+pub fn render_with(snap: &Snapshot, rules: Option<&RulesStatus>, format: Format) -> String {
+    encode_all(snap, rules, 4096 + snap.containers.len() * 8192).into_string(format)
+}
+
+/// Only the host and filesystem families (node_exporter's part), for the golden test and the
+/// bench harness.
+pub fn render_host_disk(snap: &Snapshot, format: Format) -> String {
+    let mut enc = Encoder::new(16384);
+    host::encode(&mut enc, snap);
+    disk::encode(&mut enc, snap);
+    enc.into_string(format)
+}
+
+/// A snapshot's exposition for both formats, with gzip encodings made on first request.
 pub struct Exposition {
-    pub text: bytes::Bytes,
-    pub openmetrics: bytes::Bytes,
+    encoded: Encoded,
     text_gz: OnceLock<bytes::Bytes>,
     openmetrics_gz: OnceLock<bytes::Bytes>,
 }
 
 impl Exposition {
-    pub fn encode(snap: &Snapshot) -> Exposition {
-        Exposition::encode_with(snap, None)
+    /// Encode `snap`; `size_hint` is the previous exposition's size (to allocate once).
+    pub fn encode(snap: &Snapshot, size_hint: usize) -> Exposition {
+        Exposition::encode_with(snap, None, size_hint)
     }
 
-    /// Both formats of a snapshot and, when given, the rule engine's series.
-    pub fn encode_with(snap: &Snapshot, rules: Option<&RulesStatus>) -> Exposition {
+    /// Encode `snap` and, when given, the rule engine's series.
+    pub fn encode_with(
+        snap: &Snapshot,
+        rules: Option<&RulesStatus>,
+        size_hint: usize,
+    ) -> Exposition {
+        let cap = if size_hint > 0 {
+            size_hint + size_hint / 8
+        } else {
+            4096 + snap.containers.len() * 8192
+        };
         Exposition {
-            text: render_with(snap, rules, Format::Text).into(),
-            openmetrics: render_with(snap, rules, Format::OpenMetrics).into(),
+            encoded: encode_all(snap, rules, cap).finish(),
             text_gz: OnceLock::new(),
             openmetrics_gz: OnceLock::new(),
         }
     }
 
-    pub fn body(&self, format: Format) -> &bytes::Bytes {
-        match format {
-            Format::Text => &self.text,
-            Format::OpenMetrics => &self.openmetrics,
-        }
+    /// Size of the samples, for the next cycle's allocation.
+    pub fn len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body in `format` as zero-copy chunks.
+    pub fn chunks(&self, format: Format) -> Vec<bytes::Bytes> {
+        self.encoded.chunks(format)
     }
 
     /// The gzip of a format's body, compressed once per snapshot.
@@ -262,12 +376,13 @@ impl Exposition {
         };
         cell.get_or_init(|| {
             use std::io::Write as _;
-            let body = self.body(format);
             let mut gz = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 6),
+                Vec::with_capacity(self.len() / 12 + 1024),
                 flate2::Compression::fast(),
             );
-            let _ = gz.write_all(body);
+            for c in self.chunks(format) {
+                let _ = gz.write_all(&c);
+            }
             gz.finish().unwrap_or_default().into()
         })
         .clone()
@@ -280,19 +395,19 @@ mod tests {
 
     #[test]
     fn counters_differ_between_formats() {
-        let mut t = Encoder::new(Format::Text, 0);
+        let mut t = Encoder::new(0);
         t.family("x_total", "An \"x\".", Kind::Counter);
         t.sample("x_total", "a=\"1\"", &[("b", "q\"\\\n")], 2.5);
-        let t = t.finish();
+        let t = t.into_string(Format::Text);
         assert_eq!(
             t,
             "# HELP x_total An \"x\".\n# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"\\\\\\n\"} 2.5\n"
         );
-        let mut o = Encoder::new(Format::OpenMetrics, 0);
+        let mut o = Encoder::new(0);
         o.family("x_total", "An \"x\".", Kind::Counter);
         o.sample("x_total", "", &[], 3.0);
         assert_eq!(
-            o.finish(),
+            o.into_string(Format::OpenMetrics),
             "# HELP x An \\\"x\\\".\n# TYPE x counter\nx_total 3\n# EOF\n"
         );
     }

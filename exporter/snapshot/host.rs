@@ -32,11 +32,24 @@ impl CpuTimes {
     }
 }
 
-/// `/proc/meminfo`, every field, in bytes (node_exporter's `node_memory_<Field>_bytes`).
+/// One `/proc/meminfo` line, named as node_exporter names it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MemField {
+    /// The meminfo key with `(x)` turned into `_x` (node_exporter's rule: `Active(anon)` →
+    /// `Active_anon`), without the `_bytes` suffix.
+    pub name: String,
+    /// Bytes when `bytes` (meminfo's kB × 1024), else the raw count (`HugePages_Total`).
+    pub value: u64,
+    /// Whether the line had a unit: such fields are exported as `node_memory_<name>_bytes`,
+    /// the others as `node_memory_<name>`, exactly as node_exporter does.
+    pub bytes: bool,
+}
+
+/// `/proc/meminfo`, every field (node_exporter's `node_memory_<Field>_bytes`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Meminfo {
-    /// Field name as in meminfo with `(`/`)` turned into `_` (node_exporter's rule), and bytes.
-    pub fields: Vec<(String, u64)>,
+    /// Every field, in file order.
+    pub fields: Vec<MemField>,
     pub total_bytes: u64,
     pub available_bytes: u64,
     pub swap_total_bytes: u64,
@@ -111,6 +124,27 @@ pub struct HostStats {
     pub cpu_percent: Option<f64>,
 }
 
+impl HostStats {
+    /// Busy share of all cores (0-100) between `prev` and this sample: busy is the total minus
+    /// idle and iowait, summed over every CPU. None without a usable interval (first sample,
+    /// counters that went backwards, no CPU time elapsed).
+    pub fn cpu_percent_since(&self, prev: &HostStats) -> Option<f64> {
+        let sum = |h: &HostStats| {
+            h.cpus
+                .iter()
+                .fold((0.0, 0.0), |(t, i), c| (t + c.total(), i + c.idle_total()))
+        };
+        let (total, idle) = sum(self);
+        let (prev_total, prev_idle) = sum(prev);
+        let dt = total - prev_total;
+        let didle = idle - prev_idle;
+        if prev.cpus.is_empty() || dt <= 0.0 || didle < 0.0 {
+            return None;
+        }
+        Some(((dt - didle) / dt * 100.0).clamp(0.0, 100.0))
+    }
+}
+
 /// One mounted filesystem (node_exporter's `node_filesystem_*`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Filesystem {
@@ -126,4 +160,37 @@ pub struct Filesystem {
     pub readonly: bool,
     /// statfs failed or timed out: sizes are not reported.
     pub device_error: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(cpus: &[(f64, f64, f64)]) -> HostStats {
+        HostStats {
+            cpus: cpus
+                .iter()
+                .enumerate()
+                .map(|(i, &(user, idle, iowait))| CpuTimes {
+                    cpu: i as u32,
+                    user,
+                    idle,
+                    iowait,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cpu_percent_over_all_cores() {
+        let prev = host(&[(10.0, 10.0, 0.0), (10.0, 10.0, 0.0)]);
+        // cpu0: 3 s busy, 1 s idle; cpu1: 0 busy, 3 s idle + 1 s iowait: 3 of 8 s busy.
+        let now = host(&[(13.0, 11.0, 0.0), (10.0, 13.0, 1.0)]);
+        assert_eq!(now.cpu_percent_since(&prev), Some(37.5));
+        assert_eq!(now.cpu_percent_since(&now), None, "no time elapsed");
+        assert_eq!(prev.cpu_percent_since(&now), None, "counters went back");
+        assert_eq!(now.cpu_percent_since(&HostStats::default()), None);
+    }
 }

@@ -90,6 +90,9 @@ impl Snapshot {
                 Part::Logs(l) => snap.logs = l,
             }
         }
+        if let (Some(h), Some(p)) = (&mut snap.host, prev.and_then(|p| p.host.as_deref())) {
+            h.cpu_percent = h.cpu_percent_since(p);
+        }
         if let Some(h) = &snap.host {
             if h.memory.total_bytes > 0 {
                 snap.host_memory_bytes = h.memory.total_bytes;

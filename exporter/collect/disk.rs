@@ -1,0 +1,363 @@
+//! The disk collector: size, free space and inodes of each mounted filesystem, as
+//! node_exporter's `filesystem` collector reports them (`node_filesystem_*`).
+//!
+//! A hung mount (a dead NFS server, a stuck FUSE daemon) must never block a scrape: each
+//! `statfs` runs on its own thread and is waited for at most `statfs_timeout`. A mount whose call
+//! did not answer is reported with `device_error=1` and no sizes, and is not asked again until
+//! that call returns: the stuck thread's handle is kept (node_exporter's `stuckMounts`), so a
+//! hung mount costs one blocked thread, not one more every cycle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use super::{CollectError, CollectFuture, Collector};
+use crate::config::{DiskConfig, Paths};
+use crate::snapshot::{Filesystem, Part};
+
+/// Stack of a statfs thread: it only makes one system call.
+const STATFS_STACK: usize = 64 * 1024;
+
+/// Why the mounts could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("cannot read the mount table {}: {source}", path.display())]
+    Mounts { path: PathBuf, source: io::Error },
+}
+
+/// What `statfs` tells about one filesystem, in bytes and inodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FsStats {
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+    pub avail_bytes: u64,
+    pub files: u64,
+    pub files_free: u64,
+    /// Mounted read-only (`ST_RDONLY`).
+    pub readonly: bool,
+}
+
+/// The `statfs` call, injectable so that a test can stand in a mount that hangs.
+pub trait Statfs: Send + Sync + 'static {
+    fn statfs(&self, path: &Path) -> io::Result<FsStats>;
+}
+
+impl<F> Statfs for F
+where
+    F: Fn(&Path) -> io::Result<FsStats> + Send + Sync + 'static,
+{
+    fn statfs(&self, path: &Path) -> io::Result<FsStats> {
+        self(path)
+    }
+}
+
+/// The real call: `statvfs(3)`; blocks and counts are in units of `f_frsize`.
+pub fn statvfs(path: &Path) -> io::Result<FsStats> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is NUL-terminated and `buf` is a plain struct statvfs fills in.
+    let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut buf) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let unit = buf.f_frsize as u64;
+    Ok(FsStats {
+        size_bytes: buf.f_blocks as u64 * unit,
+        free_bytes: buf.f_bfree as u64 * unit,
+        avail_bytes: buf.f_bavail as u64 * unit,
+        files: buf.f_files as u64,
+        files_free: buf.f_ffree as u64,
+        readonly: buf.f_flag & libc::ST_RDONLY != 0,
+    })
+}
+
+/// One line of the mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub device: String,
+    /// As the host sees it (without the rootfs prefix).
+    pub mountpoint: String,
+    pub fstype: String,
+    pub options: String,
+}
+
+/// Reads the mount table and `statfs`es each mount each cycle.
+pub struct DiskCollector {
+    procfs: PathBuf,
+    rootfs: PathBuf,
+    mount_points_exclude: Regex,
+    fs_types_exclude: Regex,
+    timeout: Duration,
+    statfs: Arc<dyn Statfs>,
+    /// Mount points whose statfs outlived the timeout, with the thread still inside it. They
+    /// are skipped (reported `device_error=1`) until that thread finishes.
+    stuck: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl DiskCollector {
+    /// A collector using the real `statvfs`.
+    pub fn new(paths: &Paths, config: &DiskConfig) -> DiskCollector {
+        DiskCollector::with_statfs(paths, config, Arc::new(statvfs))
+    }
+
+    /// A collector with its own statfs (tests, fixtures).
+    pub fn with_statfs(paths: &Paths, config: &DiskConfig, statfs: Arc<dyn Statfs>) -> Self {
+        DiskCollector {
+            procfs: paths.procfs.clone(),
+            rootfs: paths.rootfs.clone(),
+            mount_points_exclude: config.mount_points_exclude.clone(),
+            fs_types_exclude: config.fs_types_exclude.clone(),
+            timeout: config.statfs_timeout,
+            statfs,
+            stuck: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The mount table: `<rootfs>/proc/1/mounts` when it exists, else `<procfs>/1/mounts`
+    /// (the host's mount namespace when lookout shares the host's PID namespace), else
+    /// `<procfs>/mounts` (`/proc/1` hidden by `hidepid`).
+    pub fn mounts_path(&self) -> PathBuf {
+        [
+            self.rootfs.join("proc/1/mounts"),
+            self.procfs.join("1/mounts"),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| self.procfs.join("mounts"))
+    }
+
+    /// The mounts to report: deduplicated (a mount point listed twice is the later mount, which
+    /// hides the earlier), then filtered by the exclusions, sorted by mount point.
+    pub fn mounts(&self) -> Result<Vec<Mount>, DiskError> {
+        let path = self.mounts_path();
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| DiskError::Mounts { path, source })?;
+        let mut by_mountpoint = BTreeMap::new();
+        for m in parse_mounts(&text, &self.rootfs) {
+            by_mountpoint.insert(m.mountpoint.clone(), m);
+        }
+        Ok(by_mountpoint
+            .into_values()
+            .filter(|m| {
+                !self.mount_points_exclude.is_match(&m.mountpoint)
+                    && !self.fs_types_exclude.is_match(&m.fstype)
+            })
+            .collect())
+    }
+
+    /// One cycle (blocking, for at most about `statfs_timeout`).
+    pub fn read(&self) -> Result<Vec<Filesystem>, DiskError> {
+        Ok(self.stat_all(&self.mounts()?))
+    }
+
+    fn stat_all(&self, mounts: &[Mount]) -> Vec<Filesystem> {
+        let deadline = Instant::now() + self.timeout;
+        let mut out: Vec<Filesystem> = mounts
+            .iter()
+            .map(|m| Filesystem {
+                device: m.device.clone(),
+                fstype: m.fstype.clone(),
+                mountpoint: m.mountpoint.clone(),
+                readonly: m.options.split(',').any(|o| o == "ro"),
+                device_error: true,
+                ..Default::default()
+            })
+            .collect();
+        let mut stuck = self.stuck.lock().unwrap_or_else(|e| e.into_inner());
+        stuck.retain(|mountpoint, h| {
+            let returned = h.is_finished();
+            if returned {
+                tracing::info!(%mountpoint, "statfs returned; monitoring the mount again");
+            }
+            !returned
+        });
+        let (tx, rx) = mpsc::channel();
+        let mut pending: Vec<Option<JoinHandle<()>>> = Vec::with_capacity(mounts.len());
+        for (i, m) in mounts.iter().enumerate() {
+            pending.push(None);
+            if stuck.contains_key(&m.mountpoint) {
+                continue;
+            }
+            let path = host_path(&self.rootfs, &m.mountpoint);
+            let statfs = self.statfs.clone();
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("lookout-statfs".into())
+                .stack_size(STATFS_STACK)
+                .spawn(move || {
+                    let r = statfs.statfs(&path);
+                    let _ = tx.send((i, r));
+                });
+            match spawned {
+                Ok(h) => pending[i] = Some(h),
+                Err(error) => {
+                    tracing::warn!(mountpoint = %m.mountpoint, %error, "cannot start a statfs thread")
+                }
+            }
+        }
+        drop(tx);
+        let mut waiting = pending.iter().filter(|p| p.is_some()).count();
+        while waiting > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((i, result)) = rx.recv_timeout(left) else {
+                break;
+            };
+            waiting -= 1;
+            pending[i] = None;
+            let fs = &mut out[i];
+            match result {
+                Ok(s) => {
+                    fs.size_bytes = s.size_bytes;
+                    fs.free_bytes = s.free_bytes;
+                    fs.avail_bytes = s.avail_bytes;
+                    fs.files = s.files;
+                    fs.files_free = s.files_free;
+                    fs.readonly |= s.readonly;
+                    fs.device_error = false;
+                }
+                Err(error) => {
+                    tracing::debug!(mountpoint = %fs.mountpoint, %error, "statfs failed")
+                }
+            }
+        }
+        for (i, handle) in pending.into_iter().enumerate() {
+            // A thread that ended without answering (a panicking statfs) is not stuck.
+            if let Some(h) = handle.filter(|h| !h.is_finished()) {
+                let mountpoint = &mounts[i].mountpoint;
+                tracing::warn!(
+                    %mountpoint,
+                    timeout = ?self.timeout,
+                    "statfs did not answer in time; the mount is reported as device_error and skipped until the call returns"
+                );
+                stuck.insert(mountpoint.clone(), h);
+            }
+        }
+        out
+    }
+}
+
+impl Collector for DiskCollector {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    fn collect(self: Arc<Self>) -> CollectFuture {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.read())
+                .await
+                .map_err(|e| CollectError::failed(format!("disk reader: {e}")))?
+                .map(Part::Disk)
+                .map_err(|e| CollectError::failed(e.to_string()))
+        })
+    }
+}
+
+/// The mount table's lines, mount points unescaped (`\040` is a space, as in fstab(5)) and
+/// without the `rootfs` prefix (when the table is the container's own view, the host's mounts
+/// appear under it).
+pub fn parse_mounts(text: &str, rootfs: &Path) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_ascii_whitespace();
+            let (device, mountpoint, fstype, options) =
+                (f.next()?, f.next()?, f.next()?, f.next()?);
+            Some(Mount {
+                device: unescape(device),
+                mountpoint: strip_rootfs(&unescape(mountpoint), rootfs),
+                fstype: fstype.to_string(),
+                options: options.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Undo the kernel's octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` backslash).
+fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| {
+            b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)) && d[0] <= b'3'
+        });
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `/host/var/lib` → `/var/lib` for rootfs `/host` (whole path components only).
+fn strip_rootfs(mountpoint: &str, rootfs: &Path) -> String {
+    let root = rootfs.to_string_lossy();
+    let root = root.trim_end_matches('/');
+    if root.is_empty() {
+        return mountpoint.to_string();
+    }
+    match mountpoint.strip_prefix(root) {
+        Some("") => "/".to_string(),
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        _ => mountpoint.to_string(),
+    }
+}
+
+/// Where the host's mount point is seen from here: `<rootfs>/<mountpoint>`.
+fn host_path(rootfs: &Path, mountpoint: &str) -> PathBuf {
+    rootfs.join(mountpoint.trim_start_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_lines_are_unescaped_and_stripped() {
+        let text = "/dev/vda / ext4 rw,relatime 0 0\n\
+                    /dev/sdb1 /host/mnt/my\\040disk ext4 ro,noatime 0 0\n\
+                    /dev/sdc /host ext4 rw 0 0\n\
+                    /dev/sdd /hostile xfs rw 0 0\n\
+                    broken line\n";
+        let m = parse_mounts(text, Path::new("/host"));
+        let points: Vec<_> = m.iter().map(|m| m.mountpoint.as_str()).collect();
+        assert_eq!(points, ["/", "/mnt/my disk", "/", "/hostile"]);
+        assert_eq!(m[1].options, "ro,noatime");
+        let same = parse_mounts(text, Path::new("/"));
+        assert_eq!(same[1].mountpoint, "/host/mnt/my disk");
+        assert_eq!(unescape(r"a\011b\134c\0"), "a\tb\\c\\0");
+    }
+
+    #[test]
+    fn host_paths_join_under_rootfs() {
+        assert_eq!(host_path(Path::new("/"), "/"), PathBuf::from("/"));
+        assert_eq!(
+            host_path(Path::new("/host"), "/var/lib"),
+            PathBuf::from("/host/var/lib")
+        );
+        assert_eq!(host_path(Path::new("/host"), "/"), PathBuf::from("/host/"));
+    }
+
+    #[test]
+    fn real_statvfs_of_root() {
+        let s = statvfs(Path::new("/")).unwrap();
+        assert!(s.size_bytes > 0 && s.size_bytes >= s.free_bytes);
+        assert!(s.free_bytes >= s.avail_bytes);
+        assert!(statvfs(Path::new("/no/such/dir")).is_err());
+    }
+}

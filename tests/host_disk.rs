@@ -1,0 +1,411 @@
+//! The host and disk collectors end to end: over a frozen /proc tree against a golden
+//! exposition, against a hung statfs, and against a live node_exporter on this machine.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lookout::collect::disk::{DiskCollector, FsStats, Statfs};
+use lookout::collect::host::HostCollector;
+use lookout::collect::Collector;
+use lookout::config::{Config, Overrides};
+use lookout::exposition::{render_host_disk, Format};
+use lookout::snapshot::{Filesystem, Part, Snapshot};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host")
+}
+
+/// The default config with its roots at `root` (procfs `<root>/proc`, rootfs `<root>`).
+fn config_at(root: &Path) -> Config {
+    let flags = Overrides {
+        procfs: Some(root.join("proc").display().to_string()),
+        sysfs: Some(root.join("sys").display().to_string()),
+        rootfs: Some(root.display().to_string()),
+        ..Default::default()
+    };
+    Config::load(None, &|_| None, &flags).expect("default config")
+}
+
+/// A statfs whose answers depend only on the mount point (the path under the fixture root).
+fn fake_statfs(root: PathBuf) -> impl Fn(&Path) -> std::io::Result<FsStats> + Send + Sync {
+    move |path: &Path| {
+        let rel = path.strip_prefix(&root).expect("statfs under the rootfs");
+        let gib = 1u64 << 30;
+        match rel.to_str().unwrap() {
+            "" | "var/lib/docker" => Ok(FsStats {
+                size_bytes: 252 * gib,
+                free_bytes: 200 * gib,
+                avail_bytes: 190 * gib,
+                files: 16_777_216,
+                files_free: 16_000_000,
+                readonly: false,
+            }),
+            "mnt/ro data" => Ok(FsStats {
+                size_bytes: 4096,
+                free_bytes: 4096,
+                avail_bytes: 4096,
+                files: 3_085_302,
+                files_free: 3_085_300,
+                readonly: true,
+            }),
+            "srv" => Ok(FsStats {
+                size_bytes: 10 * gib,
+                free_bytes: 9 * gib,
+                avail_bytes: 9 * gib,
+                files: 5_242_880,
+                files_free: 5_242_869,
+                readonly: false,
+            }),
+            "mnt/nfs" => Err(std::io::Error::from_raw_os_error(libc::EIO)),
+            other => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("fake statfs: no {other}"),
+            )),
+        }
+    }
+}
+
+/// Host and disk over the fixture tree, rendered as Prometheus text.
+fn fixture_exposition() -> String {
+    let root = fixture();
+    let config = config_at(&root);
+    let host = HostCollector::new(&config.paths.procfs);
+    let (stats, errors) = host.read();
+    assert!(errors.is_empty(), "fixture read errors: {errors:?}");
+    let disk = DiskCollector::with_statfs(
+        &config.paths,
+        &config.collectors.disk,
+        Arc::new(fake_statfs(root)),
+    );
+    let fs = disk.read().expect("fixture mounts");
+    let snap = Snapshot::assemble(
+        0.0,
+        vec![Part::Host(Box::new(stats)), Part::Disk(fs)],
+        vec![],
+        None,
+        Arc::new(vec![]),
+    );
+    render_host_disk(&snap, Format::Text)
+}
+
+#[test]
+fn fixture_tree_matches_golden() {
+    let got = fixture_exposition();
+    let golden = fixture().join("golden.prom");
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::write(&golden, &got).unwrap();
+        eprintln!("rewrote {}", golden.display());
+        return;
+    }
+    let want = std::fs::read_to_string(&golden)
+        .expect("golden.prom missing: run with UPDATE_GOLDEN=1 to create it");
+    if got != want {
+        let first = got
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.lines().count().min(want.lines().count()));
+        panic!(
+            "exposition differs from {} at line {}:\n  got:  {:?}\n  want: {:?}\n(UPDATE_GOLDEN=1 rewrites it after a deliberate change)",
+            golden.display(),
+            first + 1,
+            got.lines().nth(first),
+            want.lines().nth(first)
+        );
+    }
+}
+
+#[test]
+fn fixture_exposition_spot_checks() {
+    // Independent of the golden file: the values node_exporter would give for this tree.
+    let text = fixture_exposition();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    // cpu1 idle 79906 ticks at USER_HZ 100.
+    assert!(has(r#"node_cpu_seconds_total{cpu="1",mode="idle"} 799.06"#));
+    assert!(has("node_memory_MemTotal_bytes 25274793984"));
+    // Active(anon): 1572 kB.
+    assert!(has("node_memory_Active_anon_bytes 1609728"));
+    assert!(has("node_memory_HugePages_Total 0"));
+    assert!(has("node_boot_time_seconds 1795379207"));
+    assert!(has(
+        r#"node_network_receive_bytes_total{device="eth0"} 173392014"#
+    ));
+    // 9633322 sectors of 512 bytes; 211602 ms writing.
+    assert!(has(
+        r#"node_disk_read_bytes_total{device="vda"} 4932260864"#
+    ));
+    assert!(has(
+        r#"node_disk_write_time_seconds_total{device="vda"} 211.602"#
+    ));
+    assert!(has(r#"node_disk_io_now{device="nvme0n1"} 3"#));
+    assert!(
+        !text.contains(r#"device="vda1""#),
+        "partitions are excluded"
+    );
+    assert!(!text.contains(r#"device="nvme0n1p1""#));
+    assert!(!text.contains(r#"device="loop0""#));
+    assert!(!text.contains(r#"device="zram0""#));
+    // full total=5650680 µs.
+    assert!(has("node_pressure_io_stalled_seconds_total 5.65068"));
+    assert!(has(
+        r##"node_uname_info{domainname="(none)",machine="x86_64",nodename="vm",release="6.18.44-fc-v445",sysname="Linux",version="#1 SMP PREEMPT_DYNAMIC @0"} 1"##
+    ));
+    // Filesystems: unescaped, read-only from the options, deduplicated, errors as data.
+    let fs_labels = r#"device="tmpfs",fstype="tmpfs",mountpoint="/mnt/ro data""#;
+    assert!(has(&format!("node_filesystem_readonly{{{fs_labels}}} 1")));
+    assert!(has(
+        r#"node_filesystem_size_bytes{device="/dev/vdc",fstype="xfs",mountpoint="/srv"} 10737418240"#
+    ));
+    assert!(!text.contains("/dev/vdb"), "the later /srv mount wins");
+    let nfs = r#"device="nfs.example:/export",fstype="nfs4",mountpoint="/mnt/nfs""#;
+    assert!(has(&format!("node_filesystem_device_error{{{nfs}}} 1")));
+    assert!(!has(&format!("node_filesystem_size_bytes{{{nfs}}} 0")));
+    assert!(!text.contains("overlay"), "fs_types_exclude applies");
+    assert!(
+        !text.contains(r#"mountpoint="/dev"#),
+        "mount_points_exclude applies"
+    );
+}
+
+/// Whether an external tool may be missing here (a developer machine) or not (CI).
+fn require_tools() -> bool {
+    std::env::var("LOOKOUT_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+fn find_tool(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+#[test]
+fn fixture_exposition_passes_promtool() {
+    let Some(promtool) = find_tool(&["/usr/bin/promtool", "/usr/local/bin/promtool"]) else {
+        assert!(!require_tools(), "promtool not found");
+        eprintln!("note: promtool not installed; skipping the lint");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fixture_exposition().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // node_exporter's meminfo names (MemTotal, HugePages_Total) are camelCase by design, and
+    // dashboards depend on them: that one lint is the accepted exception.
+    let problems: Vec<&str> = report
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("node_memory_")
+                && l.ends_with("metric names should be written in 'snake_case' not 'camelCase'"))
+        })
+        .collect();
+    assert!(problems.is_empty(), "promtool: {problems:#?}");
+    assert!(
+        out.status.success() || report.contains("camelCase"),
+        "promtool failed: {report}"
+    );
+}
+
+/// A statfs whose first call on `/mnt/nfs` hangs (for up to 10 s, or until released); later
+/// calls and other mounts answer at once. It counts the calls that reached `/mnt/nfs`.
+struct HungNfs {
+    root: PathBuf,
+    release: Mutex<mpsc::Receiver<()>>,
+    calls: AtomicUsize,
+}
+
+impl Statfs for HungNfs {
+    fn statfs(&self, path: &Path) -> std::io::Result<FsStats> {
+        if path.ends_with("mnt/nfs") {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = self
+                    .release
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10));
+            }
+            return Ok(FsStats {
+                size_bytes: 1 << 40,
+                ..Default::default()
+            });
+        }
+        fake_statfs(self.root.clone())(path)
+    }
+}
+
+fn by_mountpoint<'a>(fs: &'a [Filesystem], mountpoint: &str) -> &'a Filesystem {
+    fs.iter()
+        .find(|f| f.mountpoint == mountpoint)
+        .unwrap_or_else(|| panic!("no {mountpoint} in {fs:?}"))
+}
+
+async fn collect_disk(disk: &Arc<DiskCollector>) -> (Vec<Filesystem>, Duration) {
+    let start = Instant::now();
+    match disk.clone().collect().await {
+        Ok(Part::Disk(fs)) => (fs, start.elapsed()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_statfs_never_blocks_collection() {
+    let root = fixture();
+    let mut config = config_at(&root);
+    let timeout = Duration::from_millis(300);
+    config.collectors.disk.statfs_timeout = timeout;
+    let (release, rx) = mpsc::channel();
+    let fake = Arc::new(HungNfs {
+        root: root.clone(),
+        release: Mutex::new(rx),
+        calls: AtomicUsize::new(0),
+    });
+    let disk = Arc::new(DiskCollector::with_statfs(
+        &config.paths,
+        &config.collectors.disk,
+        fake.clone(),
+    ));
+
+    // First cycle: the hung call costs the timeout, not 10 s, and only its own mount.
+    let (fs, took) = collect_disk(&disk).await;
+    assert!(
+        took >= timeout && took < timeout + Duration::from_millis(500),
+        "{took:?}"
+    );
+    let nfs = by_mountpoint(&fs, "/mnt/nfs");
+    assert!(nfs.device_error);
+    assert_eq!(nfs.size_bytes, 0);
+    let root_fs = by_mountpoint(&fs, "/");
+    assert!(!root_fs.device_error);
+    assert_eq!(root_fs.size_bytes, 252 << 30);
+    assert_eq!(by_mountpoint(&fs, "/srv").size_bytes, 10 << 30);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+
+    // Second cycle: the stuck call is still running, so the mount is skipped, not called again,
+    // and nothing waits for it.
+    let (fs, took) = collect_disk(&disk).await;
+    assert!(took < timeout, "{took:?}");
+    assert!(by_mountpoint(&fs, "/mnt/nfs").device_error);
+    assert!(!by_mountpoint(&fs, "/").device_error);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "no second stuck call");
+
+    // The call returns: the mount is asked again and reported.
+    release.send(()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (fs, _) = collect_disk(&disk).await;
+        let nfs = by_mountpoint(&fs, "/mnt/nfs");
+        if !nfs.device_error {
+            assert_eq!(nfs.size_bytes, 1 << 40);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mount never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+}
+
+/// Kills and reaps the child when dropped, on panic too.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// The value of the first sample line accepted by `pick`.
+fn sample(text: &str, pick: impl Fn(&str) -> bool) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| pick(l))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn agrees_with_live_node_exporter() {
+    let Some(bin) = find_tool(&[
+        "/usr/bin/prometheus-node-exporter",
+        "/usr/bin/node_exporter",
+        "/usr/local/bin/node_exporter",
+    ]) else {
+        assert!(
+            !require_tools(),
+            "node_exporter not found (apt-get install prometheus-node-exporter)"
+        );
+        eprintln!("note: node_exporter not installed; skipping the live comparison");
+        return;
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _guard = KillOnDrop(
+        Command::new(bin)
+            .arg(format!("--web.listen-address={addr}"))
+            .args([
+                "--collector.disable-defaults",
+                "--collector.meminfo",
+                "--collector.filesystem",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node_exporter"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let theirs = loop {
+        match http_get(&addr, "/metrics") {
+            Ok(body) if body.contains("node_memory_MemTotal_bytes") => break body,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("node_exporter did not answer on {addr}: {other:?}"),
+        }
+    };
+
+    let config = config_at(Path::new("/"));
+    let (host, errors) = HostCollector::new(&config.paths.procfs).read();
+    assert!(errors.is_empty(), "{errors:?}");
+    let their_total =
+        sample(&theirs, |l| l.starts_with("node_memory_MemTotal_bytes ")).expect("MemTotal");
+    assert_eq!(host.memory.total_bytes as f64, their_total);
+
+    let fs = DiskCollector::new(&config.paths, &config.collectors.disk)
+        .read()
+        .unwrap();
+    let ours = by_mountpoint(&fs, "/");
+    assert!(!ours.device_error);
+    let their_size = sample(&theirs, |l| {
+        l.starts_with("node_filesystem_size_bytes{") && l.contains(r#"mountpoint="/""#)
+    })
+    .expect("node_filesystem_size_bytes for /");
+    assert_eq!(ours.size_bytes as f64, their_size);
+}

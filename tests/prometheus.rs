@@ -1,0 +1,148 @@
+//! A real Prometheus (Debian's) scrapes lookout, and promtool lints the exposition.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{free_port, get, wait_until, Container, Lookout};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Names whose form a compatibility contract dictates (node_exporter's meminfo, DCGM's).
+fn allowed(line: &str) -> bool {
+    line.contains("node_memory_") || line.contains("DCGM_FI_")
+}
+
+#[test]
+fn promtool_finds_nothing_to_lint() {
+    if !support::tool_or_skip("promtool_finds_nothing_to_lint", "/usr/bin/promtool") {
+        return;
+    }
+    let docker = support::docker_or_skip("promtool_finds_nothing_to_lint");
+    let _c =
+        docker.then(|| Container::run("lookout-it-prom", &["--memory", "32m"], &["sleep", "3600"]));
+    let lk = Lookout::start("interval: 1s\n", &[]);
+    let text = lk.metrics();
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let problems: Vec<&str> = report.lines().filter(|l| !allowed(l)).collect();
+    assert!(problems.is_empty(), "promtool check metrics:\n{report}");
+}
+
+#[test]
+fn prometheus_scrapes_lookout() {
+    if !support::tool_or_skip("prometheus_scrapes_lookout", "/usr/bin/prometheus") {
+        return;
+    }
+    if !support::docker_or_skip("prometheus_scrapes_lookout") {
+        return;
+    }
+    let c = Container::run(
+        "lookout-it-scraped",
+        &["--memory", "48m"],
+        &["sleep", "3600"],
+    );
+    let lk = Lookout::start(
+        "interval: 1s\ndocker:\n  include: [\"lookout-it-scraped-*\"]\n",
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: lookout\n    static_configs:\n      - targets: ['{}']\n",
+            lk.addr
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let paddr = format!("127.0.0.1:{port}");
+    let _prom = Kill(
+        Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={paddr}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = |q: &str| -> Option<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", urlencode(q));
+        let r = support::request(&paddr, "GET", &path, &[]).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        let res = v["data"]["result"].as_array()?.clone();
+        (!res.is_empty()).then_some(serde_json::Value::Array(res))
+    };
+    let up = wait_until(Duration::from_secs(40), || {
+        query("up{job=\"lookout\"} == 1")
+    });
+    let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+    assert!(up.is_some(), "lookout never up in Prometheus:\n{log}");
+    let limit = wait_until(Duration::from_secs(20), || {
+        query(&format!(
+            "container_spec_memory_limit_bytes{{name=\"{}\"}}",
+            c.name
+        ))
+    })
+    .expect("container series in Prometheus");
+    assert_eq!(limit[0]["value"][1], "50331648");
+    // A rate over the counter works as on cAdvisor.
+    let rate = wait_until(Duration::from_secs(20), || {
+        query(&format!(
+            "rate(container_cpu_usage_seconds_total{{name=\"{}\",cpu=\"total\"}}[5s])",
+            c.name
+        ))
+    });
+    assert!(
+        rate.is_some(),
+        "rate() over container_cpu_usage_seconds_total"
+    );
+    // The target has no scrape error (format and content type accepted).
+    let targets = get(&paddr, "/api/v1/targets").text();
+    let t: serde_json::Value = serde_json::from_str(&targets).unwrap();
+    let active = &t["data"]["activeTargets"][0];
+    assert_eq!(active["health"], "up", "{targets}");
+    assert_eq!(active["lastError"], "", "{targets}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

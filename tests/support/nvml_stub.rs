@@ -1,0 +1,55 @@
+//! The stub `libnvidia-ml.so.1` (`nvml_stub.c` beside this file), compiled with gcc into a
+//! directory of its own, with the `nvml_stub.conf` that says which processes it reports.
+//!
+//! Include it with `#[path = "support/nvml_stub.rs"] mod nvml_stub;` (from `benches/`:
+//! `#[path = "../tests/support/nvml_stub.rs"]`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The stub's C source.
+pub const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/nvml_stub.c");
+
+/// The stub's two GPUs, as it reports them (the tests' expected values).
+pub const UUIDS: [&str; 2] = [
+    "GPU-00000000-1111-2222-3333-444444444444",
+    "GPU-55555555-6666-7777-8888-999999999999",
+];
+pub const NAMES: [&str; 2] = ["NVIDIA Stub A100-SXM4-40GB", "NVIDIA Stub GeForce RTX 3090"];
+
+/// One compiled stub in its own temporary directory (removed on drop).
+pub struct NvmlStub {
+    pub dir: tempfile::TempDir,
+    /// `<dir>/libnvidia-ml.so.1`.
+    pub lib: PathBuf,
+}
+
+impl NvmlStub {
+    /// Compile the stub with `gcc -shared -fPIC`; panics with gcc's output when that fails.
+    pub fn build() -> NvmlStub {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lib = dir.path().join("libnvidia-ml.so.1");
+        let out = Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+            .arg(&lib)
+            .arg(SOURCE)
+            .output()
+            .expect("run gcc (Debian package gcc)");
+        assert!(
+            out.status.success(),
+            "gcc failed to build the NVML stub:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        NvmlStub { dir, lib }
+    }
+
+    /// Write `nvml_stub.conf`: lines `compute|graphics <gpu> <pid> <bytes|na>`, `xid <gpu> <n>`.
+    pub fn configure(&self, conf: &str) {
+        std::fs::write(self.dir.path().join("nvml_stub.conf"), conf).expect("write stub conf");
+    }
+
+    pub fn lib(&self) -> &Path {
+        &self.lib
+    }
+}
