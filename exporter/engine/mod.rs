@@ -353,7 +353,7 @@ fn step_one(
     let resolved = match &rule.resolve {
         None => !breached,
         // Unknown (a missing reading) counts as resolved: nothing holds it.
-        Some(r) => match r.truth(&t.values) {
+        Some(r) => match r.truth(row) {
             Ok(truth) => truth != Truth::False,
             Err(e) => {
                 error.get_or_insert_with(|| format!("{}: resolve: {e}", t.name));
@@ -379,23 +379,23 @@ fn step_one(
         || inputs
             .iter()
             .zip(&a.inputs)
-            .any(|(s, v)| t.values.get(*s) != Some(v));
+            .any(|(s, v)| row.get(*s) != Some(v));
     if stale && (a.inst.phase.is_active() || transition.is_some()) {
         a.inputs = inputs
             .iter()
-            .map(|s| t.values.get(*s).cloned().unwrap_or(Value::Empty))
+            .map(|s| row.get(*s).cloned().unwrap_or(Value::Empty))
             .collect();
         a.annotations = Arc::new(
             rule.annotations
                 .iter()
-                .map(|(k, _, tpl)| (k.clone(), tpl.render(&t.values)))
+                .map(|(k, _, tpl)| (k.clone(), tpl.render(row)))
                 .collect(),
         );
         a.value = rule
             .expr
             .reads
             .first()
-            .and_then(|s| t.values.get(*s))
+            .and_then(|s| row.get(*s))
             .map(template::plain);
     }
     let changed = a.inst.phase != before;
@@ -593,24 +593,26 @@ impl Engine {
             .into_iter()
             .filter(|s| vars::present(snap, *s))
             .collect();
-        let events = self.evaluate_targets(&targets, &scopes, now);
+        let events = self.evaluate_targets(targets, &scopes, now);
         self.last_duration = start.elapsed().as_secs_f64();
         events
     }
 
     /// Evaluate the rules of `complete` scopes over `targets` (all of those scopes' targets).
+    /// The targets' values are moved out, into one block per scope.
     pub fn evaluate_targets(
         &mut self,
-        targets: &[Target],
+        mut targets: Vec<Target>,
         complete: &[Scope],
         now: f64,
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         for scope in complete {
-            let of_scope: Vec<&Target> = targets.iter().filter(|t| t.scope == *scope).collect();
-            self.eval_scope(*scope, &of_scope, true, now, &mut events);
+            let mut of_scope: Vec<&mut Target> =
+                targets.iter_mut().filter(|t| t.scope == *scope).collect();
+            self.eval_scope(*scope, &mut of_scope, true, now, &mut events);
         }
-        self.collect_ids(targets);
+        self.collect_ids(&targets);
         self.send(&events);
         events
     }
@@ -625,7 +627,10 @@ impl Engine {
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         match target {
-            Some(t) => self.eval_scope(Scope::Container, &[t], false, now, &mut events),
+            Some(t) => {
+                let mut t = t.clone();
+                self.eval_scope(Scope::Container, &mut [&mut t], false, now, &mut events)
+            }
             None => {
                 let key = format!("container/{id}");
                 let Some(&tid) = self.ids.get(&key) else {
@@ -655,7 +660,7 @@ impl Engine {
     fn eval_scope(
         &mut self,
         scope: Scope,
-        targets: &[&Target],
+        targets: &mut [&mut Target],
         complete: bool,
         now: f64,
         events: &mut Vec<AlertEvent>,
@@ -681,13 +686,12 @@ impl Engine {
         // target reads memory in order (1,000 containers' values fit in a core's L2 cache).
         let nv = scope.names().names.len();
         let mut flat: Vec<Value> = Vec::with_capacity(targets.len() * nv);
-        for t in targets {
-            flat.extend(t.values.iter().take(nv).cloned());
-            flat.extend(std::iter::repeat_n(
-                Value::Empty,
-                nv.saturating_sub(t.values.len()),
-            ));
+        for t in targets.iter_mut() {
+            let mut v = std::mem::take(&mut t.values);
+            v.resize(nv, Value::Empty);
+            flat.extend(v);
         }
+        let targets: &[&mut Target] = targets;
         for (k, &si) in scope_slots.iter().enumerate() {
             let Slot {
                 rule,

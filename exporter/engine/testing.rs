@@ -565,7 +565,7 @@ fn run_case(mut engine: Engine, targets: &[Timed], case: &TestCase, interval: f6
                 break;
             }
             let now: Vec<Target> = targets.iter().filter_map(|x| x.at(k, t)).collect();
-            engine.evaluate_targets(&now, &Scope::ALL, t);
+            engine.evaluate_targets(now, &Scope::ALL, t);
             evaluated_to = Some(t);
             k += 1;
         }
