@@ -11,6 +11,7 @@ use crate::collect::disk::DiskCollector;
 use crate::collect::docker::{self, DockerCollector, DockerState};
 use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::host::HostCollector;
+use crate::collect::logs::LogCollector;
 use crate::collect::{Collector, Runner};
 use crate::config::{Config, GpuMode, Overrides};
 use crate::docker_api::{BollardDocker, DockerApi};
@@ -258,6 +259,14 @@ pub fn build_collectors<D: DockerApi>(
             config.collectors.gpu,
             gpu_collect::library_path(),
             &config.paths.procfs,
+        )));
+    }
+    // Always with the Docker collector: any container can opt in with its label.
+    if config.collectors.docker {
+        out.push(Arc::new(LogCollector::new(
+            api.clone(),
+            docker.clone(),
+            &config.collectors.logs,
         )));
     }
     out

@@ -80,6 +80,9 @@ pub enum LogStream {
 #[derive(Debug, Clone)]
 pub struct LogChunk {
     pub stream: LogStream,
+    /// Docker's timestamp of the message (unix ns), when the daemon sent one. `since` has
+    /// whole-second granularity; this lets a follower skip lines it has already counted.
+    pub time_nano: Option<i64>,
     pub bytes: bytes::Bytes,
 }
 
@@ -314,31 +317,31 @@ impl DockerApi for BollardDocker {
                 stderr: true,
                 since: since.clamp(0, i32::MAX as i64) as i32,
                 until: 0,
-                timestamps: false,
+                // One timestamp per message (a line, or a 16 KiB part of a longer one).
+                timestamps: true,
                 tail: "all".into(),
             };
             Ok(client.logs(&id, Some(opts)).filter_map(move |r| {
-                let host = host.clone();
-                async move {
-                    use bollard::container::LogOutput;
-                    match r {
-                        Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                            Some(Ok(LogChunk {
-                                stream: LogStream::Stdout,
-                                bytes: message,
-                            }))
-                        }
-                        Ok(LogOutput::StdErr { message }) => Some(Ok(LogChunk {
-                            stream: LogStream::Stderr,
-                            bytes: message,
-                        })),
-                        Ok(LogOutput::StdIn { .. }) => None,
-                        Err(e) => Some(Err(DockerError::Unreachable {
-                            host,
-                            reason: describe(&e),
-                        })),
+                use bollard::container::LogOutput;
+                let chunk = |stream, message| {
+                    let (time_nano, bytes) = split_timestamp(message);
+                    Some(Ok(LogChunk {
+                        stream,
+                        time_nano,
+                        bytes,
+                    }))
+                };
+                futures_util::future::ready(match r {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        chunk(LogStream::Stdout, message)
                     }
-                }
+                    Ok(LogOutput::StdErr { message }) => chunk(LogStream::Stderr, message),
+                    Ok(LogOutput::StdIn { .. }) => None,
+                    Err(e) => Some(Err(DockerError::Unreachable {
+                        host: host.clone(),
+                        reason: describe(&e),
+                    })),
+                })
             }))
         });
         Box::pin(stream)
@@ -357,6 +360,73 @@ where
         Ok(s) => s.boxed(),
         Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
     })
+}
+
+/// Split the `<RFC 3339 time> ` prefix that `timestamps=true` puts before each log message.
+fn split_timestamp(message: bytes::Bytes) -> (Option<i64>, bytes::Bytes) {
+    let head = &message[..message.len().min(40)];
+    if let Some(sp) = head.iter().position(|&b| b == b' ') {
+        if let Some(t) = parse_rfc3339_nanos(&head[..sp]) {
+            return (Some(t), message.slice(sp + 1..));
+        }
+    }
+    (None, message)
+}
+
+/// Unix nanoseconds from an RFC 3339 timestamp with up to 9 fraction digits (Docker's log
+/// timestamps); no allocation, as it runs once per log line.
+pub fn parse_rfc3339_nanos(s: &[u8]) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        s.get(r)?.iter().try_fold(0i64, |v, &b| {
+            b.is_ascii_digit().then(|| v * 10 + i64::from(b - b'0'))
+        })
+    };
+    if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut i = 19;
+    let mut nanos = 0i64;
+    if s.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < s.len() && s[i].is_ascii_digit() {
+            if i - start < 9 {
+                nanos = nanos * 10 + i64::from(s[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        nanos *= 10i64.pow(9 - (i - start).min(9) as u32);
+    }
+    let offset = match s.get(i) {
+        Some(b'Z') | Some(b'z') => 0,
+        Some(sign @ (b'+' | b'-')) => {
+            let o = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    Some(secs * 1_000_000_000 + nanos)
+}
+
+/// Days since 1970-01-01 (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, mo: i64, d: i64) -> i64 {
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
 }
 
 /// Unix seconds from an RFC 3339 timestamp; None for Docker's zero time.
@@ -392,14 +462,7 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
         }
         _ => return None,
     };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
+    let days = days_from_civil(y, mo, d);
     Some((days * 86400 + h * 3600 + mi * 60 + se - offset) as f64 + frac)
 }
 
@@ -553,6 +616,34 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn log_timestamps() {
+        const NS: i64 = 1_000_000_000;
+        assert_eq!(
+            parse_rfc3339_nanos(b"2024-02-29T12:00:00.123456789Z"),
+            Some(1709208000 * NS + 123_456_789)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos(b"2024-02-29T12:00:00.5Z"),
+            Some(1709208000 * NS + 500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos(b"2024-02-29T13:00:00+01:00"),
+            Some(1709208000 * NS)
+        );
+        assert_eq!(parse_rfc3339_nanos(b"2024-02-29T12:00:00.Z"), None);
+        assert_eq!(parse_rfc3339_nanos(b"2024-02-29T12:00:00"), None);
+        assert_eq!(parse_rfc3339_nanos(b"ERROR: 2024-02-29T12:00:00Z"), None);
+        let (t, rest) = split_timestamp(bytes::Bytes::from_static(
+            b"2026-11-22T21:13:42.578124756Z hello world\n",
+        ));
+        assert_eq!(t, Some(1795382022 * NS + 578_124_756));
+        assert_eq!(&rest[..], b"hello world\n");
+        // No timestamp: the message is left whole.
+        let (t, rest) = split_timestamp(bytes::Bytes::from_static(b"plain line\n"));
+        assert_eq!((t, &rest[..]), (None, &b"plain line\n"[..]));
     }
 
     #[test]

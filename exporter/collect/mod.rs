@@ -10,6 +10,7 @@ pub mod disk;
 pub mod docker;
 pub mod gpu;
 pub mod host;
+pub mod logs;
 
 use std::future::Future;
 use std::pin::Pin;

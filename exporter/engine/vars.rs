@@ -743,6 +743,7 @@ mod tests {
                 ..Default::default()
             }],
             last_matches: vec![],
+            invalid_patterns: vec![],
         };
         let mut now = snap();
         now.logs = LogPart {
@@ -765,6 +766,7 @@ mod tests {
                 line: "ERROR boom".into(),
                 at: 999.0,
             }],
+            invalid_patterns: vec![],
         };
         let t = targets(&now, Some(&prev), "box");
         // (13 + 2 - 10) matches in 30 s = 10 per minute.
