@@ -1,8 +1,9 @@
-//! Wiring: build the collectors from the config, run the collection loop, serve HTTP.
+//! Wiring: build the collectors from the config, run the collection loop, evaluate the rules
+//! after each cycle and on Docker events, reload on SIGHUP, serve HTTP.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::collect::cgroup::CgroupCollector;
@@ -12,26 +13,52 @@ use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::host::HostCollector;
 use crate::collect::logs::LogCollector;
 use crate::collect::{Collector, Runner};
-use crate::config::{Config, GpuMode};
+use crate::config::{Config, GpuMode, Overrides};
 use crate::docker_api::{BollardDocker, DockerApi};
-use crate::exposition::Exposition;
+use crate::engine::{self, rule, vars, Engine};
+use crate::exposition::{Exposition, RulesStatus};
 use crate::snapshot::Snapshot;
 
-/// A snapshot and its encodings, swapped in whole after each cycle.
+/// A snapshot, the alerts evaluated on it, and their encodings, swapped in whole after each
+/// cycle (and after an event-triggered evaluation that changed an alert).
 pub struct Published {
     pub snapshot: Arc<Snapshot>,
+    pub rules: Arc<RulesStatus>,
     pub exposition: Exposition,
 }
 
 impl Published {
-    /// Encode `snapshot`; `size_hint` is the previous exposition's size, to allocate once.
+    /// Encode `snapshot` (without rule engine series); `size_hint` is the previous
+    /// exposition's size, to allocate once.
     pub fn new(snapshot: Snapshot, size_hint: usize) -> Published {
         let exposition = Exposition::encode(&snapshot, size_hint);
         Published {
             snapshot: Arc::new(snapshot),
+            rules: Arc::default(),
             exposition,
         }
     }
+
+    /// A snapshot with the engine's alerts and series.
+    pub fn with_rules(
+        snapshot: Arc<Snapshot>,
+        rules: Arc<RulesStatus>,
+        size_hint: usize,
+    ) -> Published {
+        let exposition = Exposition::encode_with(&snapshot, Some(&rules), size_hint);
+        Published {
+            snapshot,
+            rules,
+            exposition,
+        }
+    }
+}
+
+/// The outcome of the last (re)load of config and rules.
+#[derive(Debug, Clone, Copy)]
+struct ReloadState {
+    successful: bool,
+    success_at: f64,
 }
 
 /// State shared by the collection loop and the HTTP handlers.
@@ -42,16 +69,26 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Unix time lookout started.
     pub started_at: f64,
+    /// The rule engine. Evaluating and publishing happen under this lock, so a cycle and an
+    /// event-triggered evaluation never publish over each other's newer state.
+    pub engine: Mutex<Engine>,
+    reload: Mutex<ReloadState>,
 }
 
 impl Shared {
     pub fn new(config: Arc<Config>, docker: Arc<DockerState>) -> Arc<Shared> {
+        let now = crate::now_unix();
         Arc::new(Shared {
             latest: RwLock::new(Arc::new(Published::new(Snapshot::default(), 0))),
             ready: AtomicBool::new(false),
             docker,
             config,
-            started_at: crate::now_unix(),
+            started_at: now,
+            engine: Mutex::new(Engine::new(Vec::new(), &hostname(), None)),
+            reload: Mutex::new(ReloadState {
+                successful: true,
+                success_at: now,
+            }),
         })
     }
 
@@ -68,6 +105,124 @@ impl Shared {
     /// Whether the first collection is done.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// The engine's current view and the reload outcome (call with the engine locked).
+    fn rules_status(&self, engine: &Engine) -> Arc<RulesStatus> {
+        let r = *self.reload.lock().unwrap();
+        Arc::new(RulesStatus {
+            view: Arc::new(engine.view()),
+            reload_successful: r.successful,
+            reload_success_at: r.success_at,
+        })
+    }
+
+    /// Publish the last snapshot again with the engine's current state (after an
+    /// event-triggered evaluation or a reload). Call with the engine locked.
+    fn republish(&self, engine: &Engine) {
+        let latest = self.latest();
+        let status = self.rules_status(engine);
+        let p = Published::with_rules(latest.snapshot.clone(), status, latest.exposition.len());
+        *self.latest.write().unwrap() = Arc::new(p);
+    }
+}
+
+/// This machine's name, for the host target's `instance` label.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL either way.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The `state_dir` to use: the configured one, else the default (None: state is not kept).
+fn state_dir(config: &Config) -> Option<std::path::PathBuf> {
+    match &config.state_dir {
+        Some(d) => {
+            if let Err(e) = std::fs::create_dir_all(d) {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot create state_dir; alert state will not survive a restart");
+            }
+            Some(d.clone())
+        }
+        None => {
+            let d = engine::default_state_dir();
+            if d.is_none() {
+                tracing::warn!("no writable state_dir (/var/lib/lookout, $XDG_DATA_HOME, $HOME); alert state will not survive a restart");
+            }
+            d
+        }
+    }
+}
+
+fn save_state(engine: &mut Engine) {
+    if let Err(e) = engine.save() {
+        tracing::warn!(error = %e, "alert state not saved");
+    }
+}
+
+/// Re-read the config file and the rule files, all or nothing: a bad new set keeps the old
+/// one running. Only the rules (and `rule_files`) take effect without a restart.
+pub fn reload(shared: &Shared) -> Result<usize, String> {
+    let result = crate::config::Config::load_from_env(
+        shared.config.source.as_deref(),
+        &Overrides::default(),
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|cfg| rule::load_for(&cfg).map_err(|e| e.to_string()));
+    let mut engine = shared.engine.lock().unwrap();
+    let out = match result {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!(warning = %w, "rules");
+            }
+            let n = loaded.rules.len();
+            engine.reload(loaded);
+            save_state(&mut engine);
+            *shared.reload.lock().unwrap() = ReloadState {
+                successful: true,
+                success_at: crate::now_unix(),
+            };
+            Ok(n)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed; keeping the running config and rules");
+            shared.reload.lock().unwrap().successful = false;
+            Err(e)
+        }
+    };
+    shared.republish(&engine);
+    out
+}
+
+/// Evaluate the rules of containers that just had a Docker event, at once; one republish for
+/// the whole burst (a `docker compose down` stops many containers together).
+fn on_docker_events(shared: &Shared, ids: &[String]) {
+    let mut engine = shared.engine.lock().unwrap();
+    let now = crate::now_unix();
+    let latest = shared.latest();
+    let snap = &latest.snapshot;
+    let view = shared.docker.view();
+    let logs = vars::LogFacts::new(snap, None);
+    let mut changed = false;
+    for id in ids {
+        let target = view.iter().find(|c| &c.id == id).map(|info| {
+            let c = vars::container_between_cycles(info, snap, now);
+            vars::container_target(&c, &snap.label_allowlist, &logs, !snap.gpu.gpus.is_empty())
+        });
+        let events = engine.evaluate_container(id, target.as_ref(), now);
+        for e in &events {
+            tracing::info!(alert = %e.alert.alertname, container = %id, to = e.transition.as_str(), "alert (docker event)");
+        }
+        changed |= !events.is_empty();
+    }
+    if changed {
+        save_state(&mut engine);
+        shared.republish(&engine);
     }
 }
 
@@ -185,6 +340,13 @@ pub async fn run(
     let api = docker_client(&config)?;
     let state = DockerState::new(config.docker.filter.clone());
     let shared = Shared::new(config.clone(), state.clone());
+    let loaded = rule::load_for(&config).map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?;
+    for w in &loaded.warnings {
+        tracing::warn!(warning = %w, "rules");
+    }
+    tracing::info!(rules = loaded.rules.len(), files = ?loaded.files, "rules loaded");
+    *shared.engine.lock().unwrap() =
+        Engine::new(loaded.rules, &hostname(), state_dir(&config).as_deref());
     let mut tasks = Vec::new();
     if config.collectors.docker {
         tasks.push(tokio::spawn(docker::watch(
@@ -214,10 +376,69 @@ pub async fn run(
             )
             .await;
             let hint = prev.exposition.len();
-            drop(prev);
-            let published = tokio::task::block_in_place(|| Published::new(snap, hint));
-            loop_shared.publish(published);
+            tokio::task::block_in_place(|| {
+                let mut engine = loop_shared.engine.lock().unwrap();
+                let events =
+                    engine.evaluate(&snap, has_prev.then_some(&*prev.snapshot), snap.taken_at);
+                drop(prev);
+                for e in &events {
+                    tracing::info!(alert = %e.alert.alertname, to = e.transition.as_str(), "alert");
+                }
+                save_state(&mut engine);
+                let status = loop_shared.rules_status(&engine);
+                loop_shared.publish(Published::with_rules(Arc::new(snap), status, hint));
+            });
             release_freed_memory();
+        }
+    }));
+    // Docker events: evaluate the container's rules at once (the event arrives after the
+    // inventory took it in).
+    let mut docker_events = state.subscribe();
+    let ev_shared = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        let wanted = |ev: &crate::docker_api::DockerEvent| {
+            matches!(
+                ev.kind(),
+                "die" | "oom" | "health_status" | "start" | "destroy"
+            )
+        };
+        loop {
+            let mut ids: Vec<String> = Vec::new();
+            match docker_events.recv().await {
+                Ok(ev) if wanted(&ev) => ids.push(ev.id),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "docker events came faster than rules could follow; the next cycle catches up");
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            }
+            // Take the rest of a burst along.
+            loop {
+                match docker_events.try_recv() {
+                    Ok(ev) if wanted(&ev) => {
+                        if !ids.contains(&ev.id) {
+                            ids.push(ev.id)
+                        }
+                    }
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            tokio::task::block_in_place(|| on_docker_events(&ev_shared, &ids));
+        }
+    }));
+    // SIGHUP reloads config and rules.
+    let hup_shared = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let s = hup_shared.clone();
+            let _ = tokio::task::spawn_blocking(move || reload(&s)).await;
         }
     }));
     let app = crate::http::router(shared);

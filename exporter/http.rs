@@ -1,4 +1,5 @@
-//! HTTP: `/metrics`, `/health`, `/ready`, the status page `/`, and `/api/v1/containers`.
+//! HTTP: `/metrics`, `/health`, `/ready`, the status page `/`, `/api/v1/containers`,
+//! `/api/v1/alerts`, `/api/v1/rules`, and `POST /-/reload`.
 //!
 //! Handlers only read the last published snapshot; a scrape does no collection work.
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
@@ -24,6 +25,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/ready", get(ready))
         .route("/", get(status_page))
         .route("/api/v1/containers", get(containers))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules", get(rules))
+        .route("/-/reload", post(reload))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -190,6 +194,119 @@ async fn containers(State(s): State<Arc<Shared>>) -> Response {
     Json(serde_json::json!({ "containers": list })).into_response()
 }
 
+/// One alert in `/api/v1/alerts` (Prometheus's shape).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertJson<'a> {
+    labels: &'a std::collections::BTreeMap<String, String>,
+    annotations: &'a std::collections::BTreeMap<String, String>,
+    state: &'static str,
+    value: Option<&'a str>,
+    active_at: String,
+    fired_at: Option<String>,
+    silenced: bool,
+}
+
+async fn alerts(State(s): State<Arc<Shared>>) -> Response {
+    let latest = s.latest();
+    let list: Vec<AlertJson> = latest
+        .rules
+        .view
+        .alerts
+        .iter()
+        .map(|a| AlertJson {
+            labels: &a.labels,
+            annotations: &a.annotations,
+            state: a.state,
+            value: a.value.as_deref(),
+            active_at: rfc3339_millis(a.active_at),
+            fired_at: a.fired_at.map(rfc3339_millis),
+            silenced: false,
+        })
+        .collect();
+    Json(serde_json::json!({ "alerts": list })).into_response()
+}
+
+/// One rule in `/api/v1/rules`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleJson<'a> {
+    name: &'a str,
+    scope: &'static str,
+    query: &'a str,
+    resolve: Option<&'a str>,
+    duration: f64,
+    keep_firing_for: f64,
+    severity: &'static str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    annotations: &'a std::collections::BTreeMap<String, String>,
+    notify: &'a [String],
+    health: &'static str,
+    last_error: &'a str,
+    last_evaluation: Option<String>,
+    evaluation_failures: u64,
+    active_alerts: usize,
+}
+
+/// A rule group in `/api/v1/rules`.
+#[derive(Serialize)]
+struct GroupJson<'a> {
+    name: &'a str,
+    file: &'a str,
+    rules: Vec<RuleJson<'a>>,
+}
+
+async fn rules(State(s): State<Arc<Shared>>) -> Response {
+    let latest = s.latest();
+    let mut groups: Vec<GroupJson> = Vec::new();
+    for r in &latest.rules.view.rules {
+        let rule = RuleJson {
+            name: &r.name,
+            scope: r.scope,
+            query: &r.query,
+            resolve: r.resolve.as_deref(),
+            duration: r.duration,
+            keep_firing_for: r.keep_firing_for,
+            severity: r.severity,
+            labels: &r.labels,
+            annotations: &r.annotations,
+            notify: &r.notify,
+            health: r.health,
+            last_error: &r.last_error,
+            last_evaluation: r.last_evaluation.map(rfc3339),
+            evaluation_failures: r.failures_total,
+            active_alerts: r.active,
+        };
+        match groups.last_mut() {
+            Some(g) if g.name == r.group && g.file == r.file => g.rules.push(rule),
+            _ => groups.push(GroupJson {
+                name: &r.group,
+                file: &r.file,
+                rules: vec![rule],
+            }),
+        }
+    }
+    Json(serde_json::json!({ "groups": groups })).into_response()
+}
+
+/// Re-read config and rules (as SIGHUP does); all or nothing.
+async fn reload(State(s): State<Arc<Shared>>) -> Result<String, HttpError> {
+    let shared = s.clone();
+    let res = tokio::task::spawn_blocking(move || crate::app::reload(&shared))
+        .await
+        .map_err(|e| HttpError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("reload panicked: {e}"),
+        })?;
+    match res {
+        Ok(n) => Ok(format!("reloaded: {n} rules\n")),
+        Err(e) => Err(HttpError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("reload failed; the running config and rules are kept:\n{e}"),
+        }),
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -236,13 +353,58 @@ async fn status_page(State(s): State<Arc<Shared>>) -> Html<String> {
         );
     }
     h.push_str("</table>");
+    let view = &latest.rules.view;
+    let failing = view.rules.iter().filter(|r| r.health == "err").count();
+    let _ = write!(
+        h,
+        "<h2>Alerts</h2><p>Rules: <b>{}</b> loaded{}. Last evaluation: {:.1} ms.</p>",
+        view.rules.len(),
+        if failing > 0 {
+            format!(", <span class=\"bad\">{failing} failing</span>")
+        } else {
+            String::new()
+        },
+        view.evaluation_seconds * 1000.0
+    );
+    if view.alerts.is_empty() {
+        h.push_str("<p class=\"ok\">No alerts pending or firing.</p>");
+    } else {
+        h.push_str("<table><tr><th>alert</th><th>state</th><th>severity</th><th>target</th><th>since</th><th>summary</th></tr>");
+        for a in &view.alerts {
+            let target: Vec<String> = ["name", "mountpoint", "UUID", "instance"]
+                .iter()
+                .filter_map(|k| a.labels.get(*k).map(|v| format!("{k}={v}")))
+                .collect();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&a.alertname),
+                if a.state == "firing" { "bad" } else { "" },
+                a.state,
+                a.severity,
+                esc(&target.join(" ")),
+                rfc3339(a.active_at),
+                esc(a.annotations.get("summary").map(String::as_str).unwrap_or("")),
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str(
         "<h2>Endpoints</h2><ul><li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>\
          <li><a href=\"/api/v1/containers\">/api/v1/containers</a> (JSON)</li>\
+         <li><a href=\"/api/v1/alerts\">/api/v1/alerts</a>, <a href=\"/api/v1/rules\">/api/v1/rules</a> (JSON)</li>\
          <li><a href=\"/health\">/health</a> (liveness)</li><li><a href=\"/ready\">/ready</a> (readiness)</li></ul>",
     );
     h.push_str("</body></html>\n");
     Html(h)
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp with milliseconds (alert times, as Prometheus
+/// gives them with a fraction).
+pub fn rfc3339_millis(t: f64) -> String {
+    let whole = rfc3339(t);
+    let ms = ((t - t.floor()) * 1000.0).floor().min(999.0) as u32;
+    format!("{}.{ms:03}Z", whole.trim_end_matches('Z'))
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
@@ -277,5 +439,8 @@ mod tests {
         let t = 1709208000.0;
         assert_eq!(rfc3339(t), "2024-02-29T12:00:00Z");
         assert_eq!(crate::docker_api::parse_rfc3339(&rfc3339(t)), Some(t));
+        assert_eq!(rfc3339_millis(t + 0.25), "2024-02-29T12:00:00.250Z");
+        let back = crate::docker_api::parse_rfc3339(&rfc3339_millis(t + 0.25)).unwrap();
+        assert!((back - (t + 0.25)).abs() < 1e-6, "{back}");
     }
 }

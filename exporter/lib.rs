@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! collect ──► snapshot ──► exposition   (/metrics)
-//!                     └──► engine ──► notify | act   (later issues)
+//!                     └──► engine ──► notify | act   (notify and act: later issues)
 //! ```
 //!
 //! - [`config`]: the embedded default, the YAML file, environment and flags, validated as a
@@ -20,6 +20,8 @@
 //!   runs them concurrently under deadlines.
 //! - [`snapshot`]: one cycle's facts as plain data, with rates derived from the previous cycle.
 //! - [`exposition`]: the snapshot encoded once per cycle as Prometheus text or OpenMetrics.
+//! - [`engine`]: alert rules (top-level `rules/` holds the default set) evaluated over each
+//!   snapshot and on Docker events; transitions go out on a channel.
 //! - [`http`]: the router (`/metrics`, `/health`, `/ready`, `/`, `/api/v1/containers`).
 //! - [`doctor`]: `lookout doctor`'s diagnosis of the environment.
 //! - [`app`]: wiring: build the collectors, run the collection loop, serve HTTP.

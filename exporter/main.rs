@@ -20,7 +20,8 @@ talk to unix:///var/run/docker.sock. Precedence: the embedded default < the conf
 (-c or LOOKOUT_CONFIG) < environment (LOOKOUT_LISTEN, LOOKOUT_INTERVAL, DOCKER_HOST) < flags.",
     after_help = "Examples:\n  lookout                          run with the embedded default\n  \
 lookout -c /etc/lookout.yml run  run with a config file\n  \
-lookout check -c lookout.yml     validate a config (FILE:LINE:COL: message per problem)\n  \
+lookout check -c lookout.yml     validate a config and its rules (FILE:LINE:COL: message)\n  \
+lookout test-rules rules/tests/*.yml   run rule unit tests\n  \
 lookout once | grep container_   one collection, printed as Prometheus text\n  \
 lookout doctor                   diagnose Docker socket, cgroups and /proc, /sys mounts\n\n\
 In a container: mount /var/run/docker.sock, and the host's /proc, /sys and / read-only at \
@@ -72,8 +73,15 @@ struct Global {
 enum Command {
     /// Run the exporter (the default when no command is given).
     Run,
-    /// Validate the config file; print every problem as FILE:LINE:COL: message; exit 1 if any.
+    /// Validate the config file and its rule files; print every problem as FILE:LINE:COL:
+    /// message; exit 1 if any.
     Check,
+    /// Run rule unit tests (see rules/README.md for the format); exit 1 on a mismatch.
+    TestRules {
+        /// Test files, e.g. rules/tests/*.yml.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Run one full collection and print the exposition (Prometheus text) to stdout.
     Once {
         /// Print OpenMetrics instead of the Prometheus text format 0.0.4.
@@ -139,13 +147,24 @@ fn main() -> ExitCode {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "<embedded default>".into());
             match load(&g) {
-                Ok(_) => {
-                    println!("{name}: OK");
-                    ExitCode::SUCCESS
-                }
+                Ok(cfg) => check_rules(&name, &cfg),
                 Err(code) => code,
             }
         }
+        Command::TestRules { files } => match lookout::engine::testing::run_test_files(&files) {
+            Ok(report) => {
+                print!("{report}");
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("lookout test-rules: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Doctor => {
             init_tracing(Some(g.log_level.as_deref().unwrap_or("error")));
             let cfg = match load(&g) {
@@ -198,6 +217,49 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `lookout check`'s rule half: every error and warning of the rule files, then a summary.
+fn check_rules(config_name: &str, cfg: &Config) -> ExitCode {
+    use lookout::engine::rule;
+    let (rules, warnings, errors) = match rule::load_for(cfg) {
+        Ok(l) => {
+            let receivers = l.receivers();
+            let summary = format!(
+                "{config_name}: OK; {} rules from {}",
+                l.rules.len(),
+                if cfg.rule_files.is_none() {
+                    "the embedded defaults".to_string()
+                } else {
+                    format!("{} files", l.files.len())
+                }
+            );
+            (Some((summary, receivers)), l.warnings, Vec::new())
+        }
+        Err(e) => (None, e.warnings, e.errors),
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    match rules {
+        Some((summary, receivers)) => {
+            println!("{summary}");
+            if !receivers.is_empty() {
+                println!(
+                    "notify receivers used: {} (warning: nothing delivers them yet)",
+                    receivers.join(", ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("{} problems in the rule files", errors.len());
+            ExitCode::from(1)
         }
     }
 }

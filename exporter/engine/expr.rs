@@ -74,11 +74,106 @@ enum Node {
     Bin(Op, Box<Node>, Box<Node>),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
-    /// Left to evalexpr (function calls, tuples, ...); `reads` are the slots it reads.
-    Opaque {
-        tree: evalexpr::Node,
-        reads: Vec<usize>,
+    /// `var <op> number` or `number <op> var`: the threshold test most rules are made of,
+    /// evaluated without going through [`Value`]s.
+    CmpNum {
+        op: Op,
+        slot: usize,
+        c: f64,
+        /// The constant as written (for the general path when the variable is not a number).
+        c_val: Box<Value>,
+        var_left: bool,
     },
+    /// A comparison of two arithmetic expressions over numbers (`a / b > 0.9`), in floats;
+    /// `general` is the same comparison for when a variable is not a number.
+    CmpArith {
+        op: Op,
+        sides: Box<(Num, Num)>,
+        general: Box<Node>,
+    },
+    /// `var == "text"` or `var != "text"` (either side).
+    EqText {
+        slot: usize,
+        text: Box<Value>,
+        eq: bool,
+    },
+    /// Left to evalexpr (function calls, tuples, ...).
+    Opaque(Box<Opaque>),
+}
+
+/// A subtree evalexpr evaluates, and the slots it reads.
+#[derive(Debug, Clone)]
+struct Opaque {
+    tree: evalexpr::Node,
+    reads: Vec<usize>,
+}
+
+/// Arithmetic over number variables and constants, in floats (after constant folding, every
+/// operation has a variable on one side, and evalexpr computes a float with a float in floats).
+#[derive(Debug, Clone)]
+enum Num {
+    Var(usize),
+    Const(f64),
+    Neg(Box<Num>),
+    Bin(Op, Box<Num>, Box<Num>),
+}
+
+impl Num {
+    fn from(n: &Node) -> Option<Num> {
+        Some(match n {
+            Node::Var(s) => Num::Var(*s),
+            Node::Const(c) => Num::Const(number(c)?),
+            Node::Neg(a) => Num::Neg(Box::new(Num::from(a)?)),
+            // Two constants left unfolded failed to fold (an int division by zero): left to
+            // the general path, which reports it.
+            Node::Bin(_, a, b) if matches!((&**a, &**b), (Node::Const(_), Node::Const(_))) => {
+                return None
+            }
+            Node::Bin(op @ (Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Exp), a, b) => {
+                Num::Bin(*op, Box::new(Num::from(a)?), Box::new(Num::from(b)?))
+            }
+            _ => return None,
+        })
+    }
+
+    /// `Ok(None)`: a reading is missing. `Err`: a variable is not a float (take the general
+    /// path).
+    fn eval(&self, vals: &[Value]) -> Result<Option<f64>, ()> {
+        Ok(match self {
+            Num::Var(s) => match vals.get(*s) {
+                Some(Value::Float(x)) => Some(*x),
+                Some(Value::Empty) | None => None,
+                Some(_) => return Err(()),
+            },
+            Num::Const(c) => Some(*c),
+            Num::Neg(a) => a.eval(vals)?.map(|x| -x),
+            Num::Bin(op, a, b) => {
+                let (x, y) = (a.eval(vals)?, b.eval(vals)?);
+                match (x, y) {
+                    (Some(x), Some(y)) => Some(match op {
+                        Op::Add => x + y,
+                        Op::Sub => x - y,
+                        Op::Mul => x * y,
+                        Op::Div => x / y,
+                        Op::Mod => x % y,
+                        _ => x.powf(y),
+                    }),
+                    _ => None,
+                }
+            }
+        })
+    }
+}
+
+fn compare(op: Op, l: f64, r: f64) -> bool {
+    match op {
+        Op::Gt => l > r,
+        Op::Lt => l < r,
+        Op::Geq => l >= r,
+        Op::Leq => l <= r,
+        Op::Eq => l == r,
+        _ => l != r,
+    }
 }
 
 /// The names of a scope's variables, in slot order, for resolving identifiers.
@@ -102,6 +197,8 @@ pub struct Compiled {
     /// evalexpr's tree, kept for the dry run and for differential tests.
     tree: evalexpr::Node,
     root: Node,
+    /// Whether `root` is a condition node (evaluated by `tri` without building a value).
+    root_is_condition: bool,
     names: Names,
     /// The slots read, in order of first appearance (the first is the alert's `value`).
     pub reads: Vec<usize>,
@@ -134,6 +231,7 @@ impl Compiled {
         Ok(Compiled {
             source: source.to_string(),
             tree,
+            root_is_condition: is_condition(&root),
             root,
             names,
             reads,
@@ -147,12 +245,20 @@ impl Compiled {
 
     /// Evaluate as a condition.
     pub fn truth(&self, values: &[Value]) -> Result<Truth, ExprError> {
-        match self.eval(values)?.as_ref() {
-            Value::Boolean(true) => Ok(Truth::True),
-            Value::Boolean(false) => Ok(Truth::False),
-            Value::Empty => Ok(Truth::Unknown),
-            other => Err(ExprError::NotBoolean(describe(other))),
-        }
+        let t = if self.root_is_condition {
+            tri(&self.root, values, &self.names).map_err(ExprError::Eval)?
+        } else {
+            match self.eval(values)?.as_ref() {
+                Value::Boolean(b) => Some(*b),
+                Value::Empty => None,
+                other => return Err(ExprError::NotBoolean(describe(other))),
+            }
+        };
+        Ok(match t {
+            Some(true) => Truth::True,
+            Some(false) => Truth::False,
+            None => Truth::Unknown,
+        })
     }
 
     /// The dry run at load: evaluate through evalexpr itself (every operand, no
@@ -173,9 +279,9 @@ impl Compiled {
         self.truth(sample).map(|_| ())
     }
 
-    /// evalexpr's own evaluation of the same text (for tests comparing the two).
-    #[cfg(test)]
-    fn eval_evalexpr(&self, values: &[Value]) -> EvalexprResult<Value> {
+    /// evalexpr's own tree walk over the same values: the reference the compiled form is
+    /// tested against, and the baseline of the engine benchmark.
+    pub fn eval_with_evalexpr(&self, values: &[Value]) -> EvalexprResult<Value> {
         self.tree.eval_with_context(&SlotContext {
             names: &self.names,
             values,
@@ -195,6 +301,68 @@ fn describe(v: &Value) -> String {
     }
 }
 
+/// Whether a node yields a condition (evaluated by [`tri`] directly).
+fn is_condition(n: &Node) -> bool {
+    match n {
+        Node::And(..)
+        | Node::Or(..)
+        | Node::Not(_)
+        | Node::CmpNum { .. }
+        | Node::CmpArith { .. }
+        | Node::EqText { .. } => true,
+        Node::Bin(op, ..) => matches!(op, Op::Eq | Op::Neq | Op::Gt | Op::Lt | Op::Geq | Op::Leq),
+        _ => false,
+    }
+}
+
+/// Fold constants, and specialise comparisons into the nodes that skip [`Value`]s.
+fn binary_node(op: Op, a: Node, b: Node) -> Node {
+    let cmp = matches!(op, Op::Eq | Op::Neq | Op::Gt | Op::Lt | Op::Geq | Op::Leq);
+    if let (Node::Const(x), Node::Const(y)) = (&a, &b) {
+        // An error (1 / 0) is left for the dry run to report.
+        if let Ok(v) = binary(op, x, y) {
+            return Node::Const(v);
+        }
+    }
+    if cmp
+        && !matches!(
+            (&a, &b),
+            (Node::Var(_), Node::Const(_)) | (Node::Const(_), Node::Var(_))
+        )
+    {
+        if let (Some(l), Some(r)) = (Num::from(&a), Num::from(&b)) {
+            return Node::CmpArith {
+                op,
+                sides: Box::new((l, r)),
+                general: Box::new(Node::Bin(op, Box::new(a), Box::new(b))),
+            };
+        }
+    }
+    match (&a, &b) {
+        (Node::Var(slot), Node::Const(c)) | (Node::Const(c), Node::Var(slot)) if cmp => {
+            let var_left = matches!(a, Node::Var(_));
+            if let Some(x) = number(c) {
+                return Node::CmpNum {
+                    op,
+                    slot: *slot,
+                    c: x,
+                    c_val: Box::new(c.clone()),
+                    var_left,
+                };
+            }
+            if let (Value::String(_), Op::Eq | Op::Neq) = (c, op) {
+                return Node::EqText {
+                    slot: *slot,
+                    text: Box::new(c.clone()),
+                    eq: op == Op::Eq,
+                };
+            }
+            Node::Bin(op, Box::new(a), Box::new(b))
+        }
+        _ => Node::Bin(op, Box::new(a), Box::new(b)),
+    }
+}
+
 fn translate(n: &evalexpr::Node, names: &Names) -> Result<Node, ExprError> {
     let kids = n.children();
     let one = |i: usize| translate(&kids[i], names).map(Box::new);
@@ -202,7 +370,11 @@ fn translate(n: &evalexpr::Node, names: &Names) -> Result<Node, ExprError> {
         if kids.len() != 2 {
             return opaque(n, names);
         }
-        Ok(Node::Bin(op, one(0)?, one(1)?))
+        Ok(binary_node(
+            op,
+            translate(&kids[0], names)?,
+            translate(&kids[1], names)?,
+        ))
     };
     match n.operator() {
         Operator::RootNode => match kids.len() {
@@ -246,10 +418,10 @@ fn opaque(n: &evalexpr::Node, names: &Names) -> Result<Node, ExprError> {
             }
         }
     }
-    Ok(Node::Opaque {
+    Ok(Node::Opaque(Box::new(Opaque {
         tree: n.clone(),
         reads,
-    })
+    })))
 }
 
 const EMPTY: Value = Value::Empty;
@@ -270,37 +442,15 @@ fn eval<'a>(n: &'a Node, vals: &'a [Value], names: &Names) -> Result<Cow<'a, Val
                 other => return Err(format!("expected a number, got {}", describe(other))),
             })
         }
-        Node::Not(a) => {
-            let a = eval(a, vals, names)?;
-            Cow::Owned(match tri(&a)? {
-                Some(b) => Value::Boolean(!b),
-                None => Value::Empty,
-            })
-        }
-        Node::And(a, b) => {
-            let l = tri(eval(a, vals, names)?.as_ref())?;
-            if l == Some(false) {
-                return Ok(Cow::Owned(Value::Boolean(false)));
-            }
-            let r = tri(eval(b, vals, names)?.as_ref())?;
-            Cow::Owned(match (l, r) {
-                (_, Some(false)) => Value::Boolean(false),
-                (Some(true), Some(true)) => Value::Boolean(true),
-                _ => Value::Empty,
-            })
-        }
-        Node::Or(a, b) => {
-            let l = tri(eval(a, vals, names)?.as_ref())?;
-            if l == Some(true) {
-                return Ok(Cow::Owned(Value::Boolean(true)));
-            }
-            let r = tri(eval(b, vals, names)?.as_ref())?;
-            Cow::Owned(match (l, r) {
-                (_, Some(true)) => Value::Boolean(true),
-                (Some(false), Some(false)) => Value::Boolean(false),
-                _ => Value::Empty,
-            })
-        }
+        Node::Not(_)
+        | Node::And(..)
+        | Node::Or(..)
+        | Node::CmpNum { .. }
+        | Node::CmpArith { .. }
+        | Node::EqText { .. } => Cow::Owned(match tri(n, vals, names)? {
+            Some(b) => Value::Boolean(b),
+            None => Value::Empty,
+        }),
         Node::Bin(op, a, b) => {
             let a = eval(a, vals, names)?;
             let b = eval(b, vals, names)?;
@@ -309,7 +459,8 @@ fn eval<'a>(n: &'a Node, vals: &'a [Value], names: &Names) -> Result<Cow<'a, Val
             }
             Cow::Owned(binary(*op, &a, &b)?)
         }
-        Node::Opaque { tree, reads } => {
+        Node::Opaque(o) => {
+            let Opaque { tree, reads } = &**o;
             let ctx = SlotContext {
                 names,
                 values: vals,
@@ -329,8 +480,73 @@ fn eval<'a>(n: &'a Node, vals: &'a [Value], names: &Names) -> Result<Cow<'a, Val
     })
 }
 
+/// Evaluate a condition: true, false, or unknown (`None`).
+fn tri(n: &Node, vals: &[Value], names: &Names) -> Result<Option<bool>, String> {
+    match n {
+        Node::CmpNum {
+            op,
+            slot,
+            c,
+            c_val,
+            var_left,
+        } => {
+            let x = match vals.get(*slot) {
+                Some(Value::Float(x)) => *x,
+                Some(Value::Int(i)) => *i as f64,
+                Some(Value::Empty) | None => return Ok(None),
+                Some(other) => {
+                    let c_val: &Value = c_val;
+                    let (l, r) = if *var_left {
+                        (other, c_val)
+                    } else {
+                        (c_val, other)
+                    };
+                    return tri_of(&binary(*op, l, r)?);
+                }
+            };
+            let (l, r) = if *var_left { (x, *c) } else { (*c, x) };
+            Ok(Some(compare(*op, l, r)))
+        }
+        Node::CmpArith { op, sides, general } => match (sides.0.eval(vals), sides.1.eval(vals)) {
+            (Ok(Some(l)), Ok(Some(r))) => Ok(Some(compare(*op, l, r))),
+            (Ok(_), Ok(_)) => Ok(None),
+            _ => tri(general, vals, names),
+        },
+        Node::Var(s) => tri_of(vals.get(*s).unwrap_or(&EMPTY)),
+        Node::EqText { slot, text, eq } => match (vals.get(*slot), &**text) {
+            (Some(Value::String(v)), Value::String(t)) => Ok(Some((v == t) == *eq)),
+            (Some(Value::Empty) | None, _) => Ok(None),
+            (Some(other), t) => tri_of(&binary(if *eq { Op::Eq } else { Op::Neq }, other, t)?),
+        },
+        Node::Not(a) => Ok(tri(a, vals, names)?.map(|b| !b)),
+        Node::And(a, b) => {
+            let l = tri(a, vals, names)?;
+            if l == Some(false) {
+                return Ok(Some(false));
+            }
+            Ok(match (l, tri(b, vals, names)?) {
+                (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            })
+        }
+        Node::Or(a, b) => {
+            let l = tri(a, vals, names)?;
+            if l == Some(true) {
+                return Ok(Some(true));
+            }
+            Ok(match (l, tri(b, vals, names)?) {
+                (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            })
+        }
+        other => tri_of(eval(other, vals, names)?.as_ref()),
+    }
+}
+
 /// A condition operand: true, false, or unknown.
-fn tri(v: &Value) -> Result<Option<bool>, String> {
+fn tri_of(v: &Value) -> Result<Option<bool>, String> {
     match v {
         Value::Boolean(b) => Ok(Some(*b)),
         Value::Empty => Ok(None),
@@ -589,12 +805,25 @@ mod tests {
             "oom + 1",
             "mem",
             "1 / 0 == 1",
+            "80 < cpu && 50 >= mem",
+            "\"running\" == state || state != \"x\"",
+            "cpu == 85.5 && 85.5 != mem",
+            "state == 5",
+            "5 < state",
+            "oom == false",
+            "!(cpu > 90) && !oom",
+            "(cpu + mem) * 2 > 250 || cpu / mem < 2",
+            "-cpu + 100 >= mem % 7",
+            "2 * 3 + cpu > 90",
+            "cpu / (2 - 2) > 1",
+            "cpu > 1 / 0",
+            "state + 1 > 2",
         ];
         let v = vals();
         for src in exprs {
             let c = Compiled::new(src, NAMES).unwrap();
             let ours = c.eval(&v).map(|c| c.into_owned());
-            let theirs = c.eval_evalexpr(&v);
+            let theirs = c.eval_with_evalexpr(&v);
             match (&ours, &theirs) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{src}"),
                 (Err(_), Err(_)) => {}

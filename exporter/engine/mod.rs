@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use evalexpr::Value;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -48,12 +49,21 @@ pub enum EngineError {
     Restore { path: String, message: String },
 }
 
+/// Label or annotation names and values, shared between the engine, its view and events.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+fn ser_arc<S: serde::Serializer, T: Serialize>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+    (**v).serialize(s)
+}
+
 /// An alert: one (rule, target) instance that is pending or firing, or just resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     /// `alertname`, `severity`, the target's labels and the rule's labels.
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    #[serde(serialize_with = "ser_arc")]
+    pub labels: Labels,
+    #[serde(serialize_with = "ser_arc")]
+    pub annotations: Labels,
     /// `pending`, `firing`, or `inactive` once resolved.
     pub state: &'static str,
     /// Unix time the condition started to hold.
@@ -120,19 +130,53 @@ struct Health {
 #[derive(Debug, Clone)]
 struct Active {
     inst: Instance,
+    /// The target's key (`container/<id>`, ...), for persistence.
+    key: String,
     /// The target's labels when the instance started.
     target_labels: Vec<(String, String)>,
-    annotations: BTreeMap<String, String>,
+    /// The full label set (target, rule, alertname, severity), built once.
+    labels: Labels,
+    annotations: Labels,
     value: Option<String>,
+    /// The values annotations and `value` were last rendered from (see `Slot::inputs`).
+    inputs: Vec<Value>,
     /// The pass that last saw its target.
     seen: u64,
 }
 
+/// A hasher for the engine's small integer ids (the std hasher is built for untrusted keys;
+/// these are ours, and a (rule, target) lookup happens up to a million times a cycle).
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 struct Slot {
     rule: Arc<Rule>,
     identity: String,
-    instances: HashMap<String, Active>,
+    /// Index into the engine's distinct matchers; None matches every target.
+    matcher: Option<usize>,
+    /// Pending and firing instances by target id.
+    instances: IdMap<Active>,
     health: Health,
+    /// The slots the annotations and the alert's `value` read: they are rendered again only
+    /// when one of these changed.
+    inputs: Vec<usize>,
 }
 
 /// The rules and their alerts.
@@ -140,6 +184,11 @@ pub struct Engine {
     slots: Vec<Slot>,
     /// Slot indices per scope.
     by_scope: [Vec<usize>; 4],
+    /// The distinct `match` selectors of all rules, each tested once per target and pass.
+    matchers: Vec<rule::Matcher>,
+    /// Target key → small id, so instances are found by integer.
+    ids: HashMap<String, u32>,
+    next_id: u32,
     hostname: String,
     pass: u64,
     tx: broadcast::Sender<AlertEvent>,
@@ -159,66 +208,34 @@ fn scope_index(s: Scope) -> usize {
 
 impl Slot {
     fn new(rule: Rule) -> Slot {
+        let mut inputs: Vec<usize> = rule.expr.reads.first().copied().into_iter().collect();
+        for (_, _, t) in &rule.annotations {
+            for s in t.reads() {
+                if !inputs.contains(&s) {
+                    inputs.push(s);
+                }
+            }
+        }
         Slot {
+            inputs,
             identity: rule.identity(),
             rule: Arc::new(rule),
-            instances: HashMap::new(),
+            matcher: None,
+            instances: IdMap::default(),
             health: Health::default(),
         }
     }
 
-    fn labels(&self, a: &Active) -> BTreeMap<String, String> {
-        let r = &self.rule;
-        let mut l: BTreeMap<String, String> = a.target_labels.iter().cloned().collect();
-        for (k, v) in &r.labels {
-            l.insert(k.clone(), v.clone());
-        }
-        l.insert("alertname".into(), r.alert.clone());
-        l.insert("severity".into(), r.severity.as_str().into());
-        l
+    fn labels(&self, target_labels: &[(String, String)]) -> Labels {
+        labels_for(&self.rule, target_labels)
     }
 
     fn alert(&self, a: &Active, phase: &Phase) -> Alert {
-        let r = &self.rule;
-        Alert {
-            labels: self.labels(a),
-            annotations: a.annotations.clone(),
-            state: phase.as_str(),
-            active_at: phase
-                .active_at()
-                .or(a.inst.phase.active_at())
-                .unwrap_or(0.0),
-            fired_at: phase.fired_at(),
-            value: a.value.clone(),
-            group: r.group.clone(),
-            alertname: r.alert.clone(),
-            severity: r.severity.as_str(),
-            notify: r.notify.clone(),
-        }
+        alert_of(&self.rule, a, phase)
     }
 
     fn event(&self, a: &Active, t: Transition) -> AlertEvent {
-        // The alert as of the transition: a resolved one carries its firing times.
-        let phase = match t {
-            Transition::Resolved {
-                active_at,
-                fired_at,
-                ..
-            } => Phase::Firing {
-                active_at,
-                fired_at,
-                keep_firing_since: None,
-            },
-            _ => a.inst.phase,
-        };
-        let mut alert = self.alert(a, &phase);
-        if matches!(t, Transition::Resolved { .. } | Transition::Inactive { .. }) {
-            alert.state = "inactive";
-        }
-        AlertEvent {
-            transition: t,
-            alert,
-        }
+        event_of(&self.rule, a, t)
     }
 
     fn status(&self) -> RuleStatus {
@@ -251,6 +268,144 @@ impl Slot {
             active: self.instances.len(),
         }
     }
+}
+
+/// Target labels, then the rule's labels, then `alertname` and `severity`.
+fn labels_for(r: &Rule, target_labels: &[(String, String)]) -> Labels {
+    let mut l: BTreeMap<String, String> = target_labels.iter().cloned().collect();
+    for (k, v) in &r.labels {
+        l.insert(k.clone(), v.clone());
+    }
+    l.insert("alertname".into(), r.alert.clone());
+    l.insert("severity".into(), r.severity.as_str().into());
+    Arc::new(l)
+}
+
+fn alert_of(r: &Rule, a: &Active, phase: &Phase) -> Alert {
+    Alert {
+        labels: a.labels.clone(),
+        annotations: a.annotations.clone(),
+        state: phase.as_str(),
+        active_at: phase
+            .active_at()
+            .or(a.inst.phase.active_at())
+            .unwrap_or(0.0),
+        fired_at: phase.fired_at(),
+        value: a.value.clone(),
+        group: r.group.clone(),
+        alertname: r.alert.clone(),
+        severity: r.severity.as_str(),
+        notify: r.notify.clone(),
+    }
+}
+
+/// The alert as of a transition: a resolved one carries its firing times, in state `inactive`.
+fn event_of(r: &Rule, a: &Active, t: Transition) -> AlertEvent {
+    let phase = match t {
+        Transition::Resolved {
+            active_at,
+            fired_at,
+            ..
+        } => Phase::Firing {
+            active_at,
+            fired_at,
+            keep_firing_since: None,
+        },
+        _ => a.inst.phase,
+    };
+    let mut alert = alert_of(r, a, &phase);
+    if matches!(t, Transition::Resolved { .. } | Transition::Inactive { .. }) {
+        alert.state = "inactive";
+    }
+    AlertEvent {
+        transition: t,
+        alert,
+    }
+}
+
+/// One (rule, target) evaluation: step the instance, start or drop it, render what changed.
+#[allow(clippy::too_many_arguments)]
+fn step_one(
+    rule: &Rule,
+    inputs: &[usize],
+    instances: &mut IdMap<Active>,
+    error: &mut Option<String>,
+    t: &Target,
+    row: &[Value],
+    tid: u32,
+    pass: u64,
+    now: f64,
+    events: &mut Vec<AlertEvent>,
+) -> bool {
+    let breached = match rule.expr.truth(row) {
+        Ok(truth) => truth == Truth::True,
+        Err(e) => {
+            error.get_or_insert_with(|| format!("{}: {e}", t.name));
+            if let Some(a) = instances.get_mut(&tid) {
+                a.seen = pass;
+            }
+            return false;
+        }
+    };
+    if !breached && (instances.is_empty() || !instances.contains_key(&tid)) {
+        return false;
+    }
+    let resolved = match &rule.resolve {
+        None => !breached,
+        // Unknown (a missing reading) counts as resolved: nothing holds it.
+        Some(r) => match r.truth(row) {
+            Ok(truth) => truth != Truth::False,
+            Err(e) => {
+                error.get_or_insert_with(|| format!("{}: resolve: {e}", t.name));
+                false
+            }
+        },
+    };
+    let a = instances.entry(tid).or_insert_with(|| Active {
+        inst: Instance::new(rule.timing),
+        key: t.key.clone(),
+        target_labels: t.labels.clone(),
+        labels: labels_for(rule, &t.labels),
+        annotations: Labels::default(),
+        value: None,
+        inputs: Vec::new(),
+        seen: pass,
+    });
+    a.seen = pass;
+    let before = a.inst.phase;
+    let transition = a.inst.step(breached, resolved, now);
+    let stale = transition.is_some()
+        || a.inputs.len() != inputs.len()
+        || inputs
+            .iter()
+            .zip(&a.inputs)
+            .any(|(s, v)| row.get(*s) != Some(v));
+    if stale && (a.inst.phase.is_active() || transition.is_some()) {
+        a.inputs = inputs
+            .iter()
+            .map(|s| row.get(*s).cloned().unwrap_or(Value::Empty))
+            .collect();
+        a.annotations = Arc::new(
+            rule.annotations
+                .iter()
+                .map(|(k, _, tpl)| (k.clone(), tpl.render(row)))
+                .collect(),
+        );
+        a.value = rule
+            .expr
+            .reads
+            .first()
+            .and_then(|s| row.get(*s))
+            .map(template::plain);
+    }
+    let changed = a.inst.phase != before;
+    if let Some(tr) = transition {
+        events.push(event_of(rule, a, tr));
+    }
+    if !a.inst.phase.is_active() {
+        instances.remove(&tid);
+    }
+    changed
 }
 
 /// The default `state_dir`: `/var/lib/lookout` where it can be written, else
@@ -303,6 +458,9 @@ impl Engine {
         let mut e = Engine {
             slots: Vec::new(),
             by_scope: Default::default(),
+            matchers: Vec::new(),
+            ids: HashMap::new(),
+            next_id: 0,
             hostname: hostname.to_string(),
             pass: 0,
             tx: broadcast::channel(4096).0,
@@ -333,9 +491,50 @@ impl Engine {
     fn install(&mut self, slots: Vec<Slot>) {
         self.slots = slots;
         self.by_scope = Default::default();
-        for (i, s) in self.slots.iter().enumerate() {
+        self.matchers.clear();
+        let mut distinct: HashMap<String, usize> = HashMap::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
             self.by_scope[scope_index(s.rule.scope)].push(i);
+            s.matcher = (!s.rule.matcher.is_all()).then(|| {
+                *distinct
+                    .entry(format!(
+                        "{}|{}",
+                        s.rule.scope.as_str(),
+                        s.rule.matcher.describe()
+                    ))
+                    .or_insert_with(|| {
+                        self.matchers.push(s.rule.matcher.clone());
+                        self.matchers.len() - 1
+                    })
+            });
         }
+    }
+
+    /// The small id of a target key.
+    fn id(&mut self, key: &str) -> u32 {
+        if let Some(id) = self.ids.get(key) {
+            return *id;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.ids.insert(key.to_string(), id);
+        id
+    }
+
+    /// Forget the ids of keys that are neither current targets nor held by an instance, once
+    /// the table has grown well past what is in use (containers come and go).
+    fn collect_ids(&mut self, current: &[Target]) {
+        let held: usize = self.slots.iter().map(|s| s.instances.len()).sum();
+        if self.ids.len() <= 2 * (current.len() + held) + 1024 {
+            return;
+        }
+        let mut keep: std::collections::HashSet<&str> =
+            current.iter().map(|t| t.key.as_str()).collect();
+        for s in &self.slots {
+            keep.extend(s.instances.values().map(|a| a.key.as_str()));
+        }
+        let keep: std::collections::HashSet<String> = keep.into_iter().map(String::from).collect();
+        self.ids.retain(|k, _| keep.contains(k));
     }
 
     /// Replace the rules. A rule whose group, name, scope, expressions and match are unchanged
@@ -356,8 +555,14 @@ impl Engine {
                     kept += o.instances.len();
                     s.instances = o.instances;
                     s.health = o.health;
-                    for a in s.instances.values_mut() {
+                    let rule_labels: Vec<Labels> = s
+                        .instances
+                        .values()
+                        .map(|a| s.labels(&a.target_labels))
+                        .collect();
+                    for (a, l) in s.instances.values_mut().zip(rule_labels) {
                         a.inst.timing = s.rule.timing;
+                        a.labels = l;
                     }
                 }
                 s
@@ -388,23 +593,26 @@ impl Engine {
             .into_iter()
             .filter(|s| vars::present(snap, *s))
             .collect();
-        let events = self.evaluate_targets(&targets, &scopes, now);
+        let events = self.evaluate_targets(targets, &scopes, now);
         self.last_duration = start.elapsed().as_secs_f64();
         events
     }
 
     /// Evaluate the rules of `complete` scopes over `targets` (all of those scopes' targets).
+    /// The targets' values are moved out, into one block per scope.
     pub fn evaluate_targets(
         &mut self,
-        targets: &[Target],
+        mut targets: Vec<Target>,
         complete: &[Scope],
         now: f64,
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         for scope in complete {
-            let of_scope: Vec<&Target> = targets.iter().filter(|t| t.scope == *scope).collect();
-            self.eval_scope(*scope, &of_scope, true, now, &mut events);
+            let mut of_scope: Vec<&mut Target> =
+                targets.iter_mut().filter(|t| t.scope == *scope).collect();
+            self.eval_scope(*scope, &mut of_scope, true, now, &mut events);
         }
+        self.collect_ids(&targets);
         self.send(&events);
         events
     }
@@ -419,12 +627,18 @@ impl Engine {
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         match target {
-            Some(t) => self.eval_scope(Scope::Container, &[t], false, now, &mut events),
+            Some(t) => {
+                let mut t = t.clone();
+                self.eval_scope(Scope::Container, &mut [&mut t], false, now, &mut events)
+            }
             None => {
                 let key = format!("container/{id}");
+                let Some(&tid) = self.ids.get(&key) else {
+                    return events;
+                };
                 for &si in &self.by_scope[0] {
                     let slot = &mut self.slots[si];
-                    if let Some(mut a) = slot.instances.remove(&key) {
+                    if let Some(mut a) = slot.instances.remove(&tid) {
                         if let Some(t) = a.inst.vanish(now) {
                             events.push(slot.event(&a, t));
                         }
@@ -446,96 +660,78 @@ impl Engine {
     fn eval_scope(
         &mut self,
         scope: Scope,
-        targets: &[&Target],
+        targets: &mut [&mut Target],
         complete: bool,
         now: f64,
         events: &mut Vec<AlertEvent>,
     ) {
         self.pass += 1;
         let pass = self.pass;
-        for &si in &self.by_scope[scope_index(scope)] {
-            let slot = &mut self.slots[si];
-            let rule = slot.rule.clone();
-            let mut error: Option<String> = None;
-            for t in targets {
-                if !rule.matcher.is_all() && !rule.matcher.matches(t) {
-                    continue;
-                }
-                let breached = match rule.expr.truth(&t.values) {
-                    Ok(truth) => truth == Truth::True,
-                    Err(e) => {
-                        error.get_or_insert_with(|| format!("{}: {e}", t.name));
-                        if let Some(a) = slot.instances.get_mut(&t.key) {
-                            a.seen = pass;
-                        }
-                        continue;
-                    }
-                };
-                if !breached && slot.instances.is_empty() {
-                    continue;
-                }
-                let exists = slot.instances.contains_key(&t.key);
-                if !exists && !breached {
-                    continue;
-                }
-                let resolved = match &rule.resolve {
-                    None => !breached,
-                    // Unknown (a missing reading) counts as resolved: nothing holds it.
-                    Some(r) => match r.truth(&t.values) {
-                        Ok(truth) => truth != Truth::False,
-                        Err(e) => {
-                            error.get_or_insert_with(|| format!("{}: resolve: {e}", t.name));
-                            false
-                        }
-                    },
-                };
-                let a = slot
-                    .instances
-                    .entry(t.key.clone())
-                    .or_insert_with(|| Active {
-                        inst: Instance::new(rule.timing),
-                        target_labels: t.labels.clone(),
-                        annotations: BTreeMap::new(),
-                        value: None,
-                        seen: pass,
-                    });
-                a.seen = pass;
-                let before = a.inst.phase;
-                let transition = a.inst.step(breached, resolved, now);
-                if a.inst.phase.is_active() || transition.is_some() {
-                    a.annotations = rule
-                        .annotations
+        let ids: Vec<u32> = targets.iter().map(|t| self.id(&t.key)).collect();
+        let scope_slots = &self.by_scope[scope_index(scope)];
+        // Each distinct matcher this scope's rules use, tested once per target.
+        let mut matched: Vec<Vec<bool>> = vec![Vec::new(); self.matchers.len()];
+        for &si in scope_slots {
+            if let Some(m) = self.slots[si].matcher {
+                if matched[m].is_empty() {
+                    matched[m] = targets
                         .iter()
-                        .map(|(k, _, tpl)| (k.clone(), tpl.render(&t.values)))
+                        .map(|t| self.matchers[m].matches(t))
                         .collect();
-                    a.value = rule
-                        .expr
-                        .reads
-                        .first()
-                        .and_then(|s| t.values.get(*s))
-                        .map(template::plain);
-                }
-                if a.inst.phase != before {
-                    self.dirty = true;
-                }
-                let active = a.inst.phase.is_active();
-                if let Some(tr) = transition {
-                    let a = &slot.instances[&t.key];
-                    events.push(slot.event(a, tr));
-                }
-                if !active {
-                    slot.instances.remove(&t.key);
                 }
             }
-            if complete {
-                let gone: Vec<String> = slot
+        }
+        let mut errors: Vec<Option<String>> = vec![None; scope_slots.len()];
+        // The targets' values side by side in one block, so that running a rule over every
+        // target reads memory in order (1,000 containers' values fit in a core's L2 cache).
+        let nv = scope.names().names.len();
+        let mut flat: Vec<Value> = Vec::with_capacity(targets.len() * nv);
+        for t in targets.iter_mut() {
+            let mut v = std::mem::take(&mut t.values);
+            v.resize(nv, Value::Empty);
+            flat.extend(v);
+        }
+        let targets: &[&mut Target] = targets;
+        for (k, &si) in scope_slots.iter().enumerate() {
+            let Slot {
+                rule,
+                matcher,
+                instances,
+                inputs,
+                ..
+            } = &mut self.slots[si];
+            let selected = matcher.map(|m| &matched[m]);
+            for (ti, t) in targets.iter().enumerate() {
+                if selected.is_some_and(|sel| !sel[ti]) {
+                    continue;
+                }
+                if step_one(
+                    rule,
+                    inputs,
+                    instances,
+                    &mut errors[k],
+                    t,
+                    &flat[ti * nv..(ti + 1) * nv],
+                    ids[ti],
+                    pass,
+                    now,
+                    events,
+                ) {
+                    self.dirty = true;
+                }
+            }
+        }
+        for (k, &si) in scope_slots.iter().enumerate() {
+            let slot = &mut self.slots[si];
+            if complete && !slot.instances.is_empty() {
+                let gone: Vec<u32> = slot
                     .instances
                     .iter()
                     .filter(|(_, a)| a.seen != pass)
-                    .map(|(k, _)| k.clone())
+                    .map(|(k, _)| *k)
                     .collect();
-                for k in gone {
-                    if let Some(mut a) = slot.instances.remove(&k) {
+                for id in gone {
+                    if let Some(mut a) = slot.instances.remove(&id) {
                         if let Some(tr) = a.inst.vanish(now) {
                             events.push(slot.event(&a, tr));
                         }
@@ -543,6 +739,7 @@ impl Engine {
                     }
                 }
             }
+            let error = errors[k].take();
             if error.is_some() {
                 slot.health.failures_total += 1;
             }
@@ -591,13 +788,13 @@ impl Engine {
                 .slots
                 .iter()
                 .flat_map(|s| {
-                    s.instances.iter().map(move |(k, a)| SavedAlert {
+                    s.instances.values().map(move |a| SavedAlert {
                         rule: s.identity.clone(),
                         group: s.rule.group.clone(),
                         alertname: s.rule.alert.clone(),
-                        target: k.clone(),
+                        target: a.key.clone(),
                         target_labels: a.target_labels.clone(),
-                        annotations: a.annotations.clone(),
+                        annotations: (*a.annotations).clone(),
                         value: a.value.clone(),
                         phase: a.inst.phase,
                     })
@@ -625,10 +822,10 @@ impl Engine {
     /// Take the saved state back: firing alerts stay firing (no new transition), pending ones
     /// keep the time they became active. Alerts of rules that no longer exist are dropped.
     fn restore(&mut self) -> Result<(), EngineError> {
-        let Some(path) = &self.state_path else {
+        let Some(path) = self.state_path.clone() else {
             return Ok(());
         };
-        let text = match std::fs::read_to_string(path) {
+        let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => {
@@ -657,17 +854,22 @@ impl Engine {
             if !s.phase.is_active() {
                 continue;
             }
+            let tid = self.id(&s.target);
             let slot = &mut self.slots[i];
+            let labels = slot.labels(&s.target_labels);
             slot.instances.insert(
-                s.target,
+                tid,
                 Active {
                     inst: Instance {
                         phase: s.phase,
                         timing: slot.rule.timing,
                     },
+                    key: s.target,
                     target_labels: s.target_labels,
-                    annotations: s.annotations,
+                    labels,
+                    annotations: Arc::new(s.annotations),
                     value: s.value,
+                    inputs: Vec::new(),
                     seen: 0,
                 },
             );

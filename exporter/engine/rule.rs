@@ -111,7 +111,8 @@ impl Matcher {
         self.name.is_none() && self.labels.is_empty()
     }
 
-    fn describe(&self) -> String {
+    /// The selector as text (for identities and deduplication).
+    pub fn describe(&self) -> String {
         format!(
             "{}|{:?}",
             self.name.as_ref().map(|n| n.0.as_str()).unwrap_or(""),
@@ -187,6 +188,7 @@ pub fn load(sources: &[Source]) -> Result<Loaded, RuleError> {
     for s in sources {
         v.file(&s.name, &s.text);
     }
+    v.receiver_warnings();
     if v.errors.is_empty() {
         Ok(Loaded {
             rules: v.rules,
@@ -310,7 +312,7 @@ fn has_glob_meta(s: &str) -> bool {
 
 /// The files a path glob matches, sorted. A path without glob characters is itself (so that
 /// a missing file is an error, not "matches nothing").
-fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     let text = pattern.to_string_lossy();
     if !has_glob_meta(&text) {
         return Ok(vec![pattern.to_path_buf()]);
@@ -398,6 +400,22 @@ struct Validator {
     warnings: Vec<Located>,
     file: String,
     locs: Locations,
+    /// Each receiver name `notify` uses: where first, and by how many rules.
+    receivers: BTreeMap<String, (Located, usize)>,
+}
+
+impl Validator {
+    /// One warning per receiver name, at its first use: nothing delivers them yet.
+    fn receiver_warnings(&mut self) {
+        for (name, (mut at, n)) in std::mem::take(&mut self.receivers) {
+            at.message = format!(
+                "notify: receiver `{name}` (used by {n} rule{}) is not delivered yet: lookout has \
+                 no notifiers until the notifications feature arrives",
+                if n == 1 { "" } else { "s" }
+            );
+            self.warnings.push(at);
+        }
+    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -750,18 +768,14 @@ impl Validator {
                 }
             }
         }
-        if !notify.is_empty() {
-            let np = p("notify");
-            self.warnings.push(Located {
+        for (i, n) in notify.iter().enumerate() {
+            let at = Located {
                 file: self.file.clone(),
-                pos: self.locs.value(&np),
-                message: format!(
-                    "{np} ({}): receivers {} are not delivered yet: lookout has no notifiers \
-                     until the notifications feature arrives",
-                    raw.alert,
-                    notify.join(", ")
-                ),
-            });
+                pos: self.locs.value(&join_index(&p("notify"), i)),
+                message: String::new(),
+            };
+            let e = self.receivers.entry(n.clone()).or_insert((at, 0));
+            e.1 += 1;
         }
         if self.errors.len() != before {
             return None;
@@ -846,14 +860,17 @@ mod tests {
         assert_eq!(r.matcher.labels.len(), 1);
         assert_eq!(l.rules[1].severity, Severity::Warning);
         assert_eq!(l.rules[1].timing.for_secs, 0.0);
-        // notify names are a warning, not an error, located at the list.
-        assert_eq!(l.warnings.len(), 1);
-        let w = l.warnings[0].to_string();
-        assert!(
-            w.starts_with("r.yml:17:17: groups[0].rules[0].notify"),
-            "{w}"
+        // notify names are warnings, not errors: one per receiver, at its first use.
+        let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "r.yml:17:31: notify: receiver `mail` (used by 1 rule) is not delivered yet: \
+                 lookout has no notifiers until the notifications feature arrives",
+                "r.yml:17:18: notify: receiver `ops-discord` (used by 1 rule) is not delivered \
+                 yet: lookout has no notifiers until the notifications feature arrives"
+            ]
         );
-        assert!(w.contains("ops-discord, mail"), "{w}");
         assert_eq!(l.receivers(), vec!["mail", "ops-discord"]);
     }
 

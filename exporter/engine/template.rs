@@ -80,6 +80,14 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The slots it reads.
+    pub fn reads(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var { slot, .. } => Some(*slot),
+            Part::Text(_) => None,
+        })
+    }
+
     pub fn render(&self, values: &[Value]) -> String {
         let mut out = String::new();
         for p in &self.parts {

@@ -79,16 +79,16 @@ fn fires_after_for_and_resolves() {
     let mut e = Engine::new(rules(RULES), "box", None);
     let mut rx = e.subscribe();
     assert!(e
-        .evaluate_targets(&[running("web", 50.0)], C, 0.0)
+        .evaluate_targets(vec![running("web", 50.0)], C, 0.0)
         .is_empty());
     assert_eq!(
-        names(&e.evaluate_targets(&[running("web", 90.0)], C, 10.0)),
+        names(&e.evaluate_targets(vec![running("web", 90.0)], C, 10.0)),
         ["HighCpu:web:pending"]
     );
     assert!(e
-        .evaluate_targets(&[running("web", 95.0)], C, 70.0)
+        .evaluate_targets(vec![running("web", 95.0)], C, 70.0)
         .is_empty());
-    let ev = e.evaluate_targets(&[running("web", 95.0)], C, 130.0);
+    let ev = e.evaluate_targets(vec![running("web", 95.0)], C, 130.0);
     assert_eq!(names(&ev), ["HighCpu:web:firing"]);
     let a = &ev[0].alert;
     assert_eq!(a.state, "firing");
@@ -108,7 +108,7 @@ fn fires_after_for_and_resolves() {
     assert_eq!(v.rules[0].active, 1);
     assert_eq!(v.rules[0].health, "ok");
 
-    let ev = e.evaluate_targets(&[running("web", 20.0)], C, 140.0);
+    let ev = e.evaluate_targets(vec![running("web", 20.0)], C, 140.0);
     assert_eq!(names(&ev), ["HighCpu:web:resolved"]);
     assert_eq!(ev[0].alert.state, "inactive");
     assert_eq!(ev[0].alert.fired_at, Some(130.0));
@@ -127,15 +127,15 @@ fn a_vanished_target_resolves_but_a_missing_scope_keeps_state() {
     let mut e = Engine::new(rules(RULES), "box", None);
     let dead = target(&container("job", None, State::Exited, 1));
     assert_eq!(
-        names(&e.evaluate_targets(std::slice::from_ref(&dead), C, 0.0)),
+        names(&e.evaluate_targets(vec![dead.clone()], C, 0.0)),
         ["Down:job:firing"]
     );
     // The container scope is not complete this time (its collector failed): kept.
-    assert!(e.evaluate_targets(&[], &[], 10.0).is_empty());
+    assert!(e.evaluate_targets(vec![], &[], 10.0).is_empty());
     assert_eq!(e.view().alerts.len(), 1);
     // Complete and without the target: it vanished.
     assert_eq!(
-        names(&e.evaluate_targets(&[running("web", 1.0)], C, 20.0)),
+        names(&e.evaluate_targets(vec![running("web", 1.0)], C, 20.0)),
         ["Down:job:resolved"]
     );
 }
@@ -144,7 +144,7 @@ fn a_vanished_target_resolves_but_a_missing_scope_keeps_state() {
 fn a_missing_reading_does_not_breach_and_does_not_fail() {
     let mut e = Engine::new(rules(RULES), "box", None);
     let stopped = target(&container("web", None, State::Exited, 0));
-    assert!(e.evaluate_targets(&[stopped], C, 0.0).is_empty());
+    assert!(e.evaluate_targets(vec![stopped], C, 0.0).is_empty());
     assert_eq!(e.view().rules[0].health, "ok");
     assert_eq!(e.view().rules[0].failures_total, 0);
 }
@@ -160,7 +160,7 @@ fn evaluation_failures_are_counted_and_keep_state() {
 "#;
     let mut e = Engine::new(rules(text), "box", None);
     // restart_count 0: float division by zero is +inf, no failure; breached.
-    let ev = e.evaluate_targets(&[running("web", 50.0)], C, 0.0);
+    let ev = e.evaluate_targets(vec![running("web", 50.0)], C, 0.0);
     assert_eq!(names(&ev), ["Weird:web:firing"]);
     // Renamed to something shorter than the substring: evaluation fails (out of bounds), and
     // the alert keeps firing rather than resolving.
@@ -172,7 +172,7 @@ fn evaluation_failures_are_counted_and_keep_state() {
         .position(|n| *n == "name")
         .unwrap();
     t.values[slot] = evalexpr::Value::String("w".into());
-    assert!(e.evaluate_targets(&[t], C, 10.0).is_empty());
+    assert!(e.evaluate_targets(vec![t], C, 10.0).is_empty());
     let v = e.view();
     assert_eq!(v.alerts.len(), 1);
     assert_eq!(v.rules[0].health, "err");
@@ -183,7 +183,7 @@ fn evaluation_failures_are_counted_and_keep_state() {
         v.rules[0].last_error
     );
     // Healthy again at the next good evaluation.
-    e.evaluate_targets(&[running("web", 50.0)], C, 20.0);
+    e.evaluate_targets(vec![running("web", 50.0)], C, 20.0);
     assert_eq!(e.view().rules[0].health, "ok");
     assert_eq!(e.view().rules[0].failures_total, 1);
 }
@@ -191,7 +191,7 @@ fn evaluation_failures_are_counted_and_keep_state() {
 #[test]
 fn one_container_on_an_event() {
     let mut e = Engine::new(rules(RULES), "box", None);
-    e.evaluate_targets(&[running("web", 10.0), running("db", 10.0)], C, 0.0);
+    e.evaluate_targets(vec![running("web", 10.0), running("db", 10.0)], C, 0.0);
     let dead = target(&container("db", None, State::Exited, 137));
     assert_eq!(
         names(&e.evaluate_container("db-id", Some(&dead), 1.0)),
@@ -233,9 +233,9 @@ fn state_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut e = Engine::new(rules(RULES), "box", Some(dir.path()));
-        e.evaluate_targets(&[running("web", 90.0)], C, 0.0);
-        e.evaluate_targets(&[running("web", 90.0)], C, 120.0); // web fires
-        e.evaluate_targets(&[running("web", 90.0), running("api", 90.0)], C, 200.0); // api pending
+        e.evaluate_targets(vec![running("web", 90.0)], C, 0.0);
+        e.evaluate_targets(vec![running("web", 90.0)], C, 120.0); // web fires
+        e.evaluate_targets(vec![running("web", 90.0), running("api", 90.0)], C, 200.0); // api pending
         e.save().unwrap();
         assert!(dir.path().join(STATE_FILE).exists());
         // Nothing changed: no rewrite needed.
@@ -254,9 +254,9 @@ fn state_survives_a_restart() {
     // Still breached after the restart: web is not announced again; api fires 2m after it
     // became pending before the restart, not 2m after the restart.
     let both = [running("web", 90.0), running("api", 90.0)];
-    assert!(e.evaluate_targets(&both, C, 300.0).is_empty());
+    assert!(e.evaluate_targets(both.to_vec(), C, 300.0).is_empty());
     assert_eq!(
-        names(&e.evaluate_targets(&both, C, 320.0)),
+        names(&e.evaluate_targets(both.to_vec(), C, 320.0)),
         ["HighCpu:api:firing"]
     );
 
@@ -270,7 +270,7 @@ fn state_survives_a_restart() {
 fn reload_keeps_unchanged_rules_state() {
     let mut e = Engine::new(rules(RULES), "box", None);
     let dead = target(&container("job", None, State::Exited, 1));
-    e.evaluate_targets(&[running("web", 90.0), dead.clone()], C, 0.0);
+    e.evaluate_targets(vec![running("web", 90.0), dead.clone()], C, 0.0);
     assert_eq!(e.view().alerts.len(), 2);
     // HighCpu gets a new `for` and annotation (same identity); Down gets a new expression.
     let changed = RULES
@@ -289,7 +289,7 @@ fn reload_keeps_unchanged_rules_state() {
     assert_eq!(v.alerts[0].alertname, "HighCpu");
     assert_eq!(v.alerts[0].state, "pending");
     // The kept instance uses the new `for` (1m from its original start at 0).
-    let ev = e.evaluate_targets(&[running("web", 90.0), dead], C, 60.0);
+    let ev = e.evaluate_targets(vec![running("web", 90.0), dead], C, 60.0);
     let mut n = names(&ev);
     n.sort();
     assert_eq!(n, ["Down:job:firing", "HighCpu:web:firing"]);
@@ -308,6 +308,6 @@ fn matchers_select_targets() {
         expr: cpu_percent > 80
 "#;
     let mut e = Engine::new(rules(text), "box", None);
-    let ev = e.evaluate_targets(&[running("web-1", 90.0), running("db-1", 90.0)], C, 0.0);
+    let ev = e.evaluate_targets(vec![running("web-1", 90.0), running("db-1", 90.0)], C, 0.0);
     assert_eq!(names(&ev), ["WebCpu:web-1:firing"]);
 }

@@ -609,6 +609,29 @@ mod tests {
         assert!(md.contains("**filesystem**"));
     }
 
+    /// rules/README.md lists the variables between markers; it must equal `markdown_table()`.
+    /// `LOOKOUT_WRITE_README=1 cargo test --lib rules_readme` rewrites that section.
+    #[test]
+    fn rules_readme_lists_the_variables() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/README.md");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (start, end) = ("<!-- variables:start -->\n", "<!-- variables:end -->");
+        let a = text.find(start).expect("start marker") + start.len();
+        let b = text.find(end).expect("end marker");
+        let table = markdown_table();
+        if std::env::var("LOOKOUT_WRITE_README").as_deref() == Ok("1") {
+            let new = format!("{}{table}{}", &text[..a], &text[b..]);
+            std::fs::write(&path, new).unwrap();
+            return;
+        }
+        assert_eq!(
+            &text[a..b],
+            table,
+            "rules/README.md's variables differ from the code; rewrite them with \
+             LOOKOUT_WRITE_README=1 cargo test --lib rules_readme"
+        );
+    }
+
     #[test]
     fn targets_of_a_snapshot() {
         let s = snap();

@@ -6,6 +6,7 @@
 //! one pass over the snapshot, with each container's label set rendered once and reused by
 //! every family, is what keeps a cycle inside its per-container CPU budget.
 
+mod alerts;
 mod container;
 mod disk;
 mod gpu;
@@ -17,6 +18,8 @@ use std::fmt::Write;
 use std::sync::OnceLock;
 
 use crate::snapshot::Snapshot;
+
+pub use alerts::RulesStatus;
 
 /// The two text formats Prometheus scrapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +290,7 @@ pub fn sanitize_label_name(name: &str) -> String {
     out
 }
 
-fn encode_all(snap: &Snapshot, capacity: usize) -> Encoder {
+fn encode_all(snap: &Snapshot, rules: Option<&RulesStatus>, capacity: usize) -> Encoder {
     let mut enc = Encoder::new(capacity);
     selfmetrics::encode(&mut enc, snap);
     container::encode(&mut enc, snap);
@@ -295,12 +298,20 @@ fn encode_all(snap: &Snapshot, capacity: usize) -> Encoder {
     disk::encode(&mut enc, snap);
     gpu::encode(&mut enc, snap);
     logs::encode(&mut enc, snap);
+    if let Some(r) = rules {
+        alerts::encode(&mut enc, r);
+    }
     enc
 }
 
 /// Encode every family of a snapshot in one format, as one string.
 pub fn render(snap: &Snapshot, format: Format) -> String {
-    encode_all(snap, 4096 + snap.containers.len() * 8192).into_string(format)
+    render_with(snap, None, format)
+}
+
+/// Encode a snapshot and, when given, the rule engine's series, in one format.
+pub fn render_with(snap: &Snapshot, rules: Option<&RulesStatus>, format: Format) -> String {
+    encode_all(snap, rules, 4096 + snap.containers.len() * 8192).into_string(format)
 }
 
 /// Only the host and filesystem families (node_exporter's part), for the golden test and the
@@ -322,13 +333,22 @@ pub struct Exposition {
 impl Exposition {
     /// Encode `snap`; `size_hint` is the previous exposition's size (to allocate once).
     pub fn encode(snap: &Snapshot, size_hint: usize) -> Exposition {
+        Exposition::encode_with(snap, None, size_hint)
+    }
+
+    /// Encode `snap` and, when given, the rule engine's series.
+    pub fn encode_with(
+        snap: &Snapshot,
+        rules: Option<&RulesStatus>,
+        size_hint: usize,
+    ) -> Exposition {
         let cap = if size_hint > 0 {
             size_hint + size_hint / 8
         } else {
             4096 + snap.containers.len() * 8192
         };
         Exposition {
-            encoded: encode_all(snap, cap).finish(),
+            encoded: encode_all(snap, rules, cap).finish(),
             text_gz: OnceLock::new(),
             openmetrics_gz: OnceLock::new(),
         }
