@@ -256,13 +256,16 @@ fn host_disk_and_gpu(iterations: u32) {
     );
     let stub = nvml_stub::NvmlStub::build();
     let me = std::process::id();
-    stub.configure(&format!("compute 0 {me} 1073741824\ngraphics 1 {me} 16777216\n"));
+    stub.configure(&format!(
+        "compute 0 {me} 1073741824\ngraphics 1 {me} 16777216\n"
+    ));
     let gpu = lookout::collect::gpu::GpuCollector::new(
         lookout::config::GpuMode::On,
         stub.lib().as_os_str().to_owned(),
         Path::new("/proc"),
     );
-    gpu.collect_blocking().expect("GPU collection against the stub");
+    gpu.collect_blocking()
+        .expect("GPU collection against the stub");
     let n = iterations;
     let (c0, t0) = (cpu_seconds(), Instant::now());
     for _ in 0..n {

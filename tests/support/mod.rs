@@ -281,7 +281,7 @@ impl Lookout {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("lookout.yml");
-        std::fs::write(&cfg, format!("listen: {addr}\n{config}")).unwrap();
+        std::fs::write(&cfg, config_text(&addr, config, dir.path())).unwrap();
         let log = std::fs::File::create(dir.path().join("lookout.log")).unwrap();
         let child = Command::new(lookout_bin())
             .arg("run")
@@ -319,6 +319,17 @@ impl Drop for Lookout {
     }
 }
 
+/// The config a test's lookout runs with: its listen address, and alert state in the test's own
+/// temp dir (never the machine's /var/lib/lookout) unless the test sets `state_dir` itself.
+fn config_text(addr: &str, config: &str, dir: &Path) -> String {
+    let state = if config.contains("state_dir:") {
+        String::new()
+    } else {
+        format!("state_dir: {}\n", dir.join("state").display())
+    };
+    format!("listen: {addr}\n{state}{config}")
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -336,7 +347,7 @@ impl Lookout {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("lookout.yml");
-        std::fs::write(&cfg, format!("listen: {addr}\n{config}")).unwrap();
+        std::fs::write(&cfg, config_text(&addr, config, dir.path())).unwrap();
         let log = std::fs::File::create(dir.path().join("lookout.log")).unwrap();
         let child = Command::new(lookout_bin())
             .arg("run")
