@@ -613,23 +613,26 @@ mod tests {
     /// `LOOKOUT_WRITE_README=1 cargo test --lib rules_readme` rewrites that section.
     #[test]
     fn rules_readme_lists_the_variables() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/README.md");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let (start, end) = ("<!-- variables:start -->\n", "<!-- variables:end -->");
-        let a = text.find(start).expect("start marker") + start.len();
-        let b = text.find(end).expect("end marker");
-        let table = markdown_table();
-        if std::env::var("LOOKOUT_WRITE_README").as_deref() == Ok("1") {
-            let new = format!("{}{table}{}", &text[..a], &text[b..]);
-            std::fs::write(&path, new).unwrap();
-            return;
+        // Both the user guide and rules/README.md carry the generated list.
+        for file in ["README.md", "rules/README.md"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (start, end) = ("<!-- variables:start -->\n", "<!-- variables:end -->");
+            let a = text.find(start).expect("start marker") + start.len();
+            let b = text.find(end).expect("end marker");
+            let table = markdown_table();
+            if std::env::var("LOOKOUT_WRITE_README").as_deref() == Ok("1") {
+                let new = format!("{}{table}{}", &text[..a], &text[b..]);
+                std::fs::write(&path, new).unwrap();
+                continue;
+            }
+            assert_eq!(
+                &text[a..b],
+                table,
+                "{file}'s variables differ from the code; rewrite them with \
+                 LOOKOUT_WRITE_README=1 cargo test --lib rules_readme"
+            );
         }
-        assert_eq!(
-            &text[a..b],
-            table,
-            "rules/README.md's variables differ from the code; rewrite them with \
-             LOOKOUT_WRITE_README=1 cargo test --lib rules_readme"
-        );
     }
 
     #[test]
