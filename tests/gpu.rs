@@ -505,36 +505,8 @@ fn lookout_once_attributes_gpu_memory_to_a_real_container() {
 /// promtool parses the exposition; its only complaints are DCGM's own naming (camelCase labels,
 /// counters without `_total`), which lookout keeps for DCGM dashboards' sake.
 fn promtool_accepts(text: &str) {
-    if !support::tool_or_skip("promtool check metrics", "/usr/bin/promtool") {
-        return;
-    }
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for line in report.lines().filter(|l| !l.trim().is_empty()) {
-        let dcgm_naming = line.starts_with("DCGM_FI_DEV_")
-            && (line.ends_with("label names should be written in 'snake_case' not 'camelCase'")
-                || line.ends_with("counter metrics should have \"_total\" suffix"));
-        // node_exporter's meminfo names are camelCase by contract too.
-        let meminfo = line.starts_with("node_memory_") && line.ends_with("not 'camelCase'");
-        assert!(dcgm_naming || meminfo, "promtool: {line}\n{report}");
+    if let Some(problems) = support::promtool_problems("promtool check metrics", text) {
+        assert!(problems.is_empty(), "promtool: {problems:#?}");
     }
 }
 

@@ -1,8 +1,8 @@
 //! The host and disk collectors end to end: over a frozen /proc tree against a golden
 //! exposition, against a hung statfs, and against a live node_exporter on this machine.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -172,55 +172,15 @@ fn fixture_exposition_spot_checks() {
     );
 }
 
-/// Whether an external tool may be missing here (a developer machine) or not (CI).
-fn require_tools() -> bool {
-    std::env::var("LOOKOUT_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
-
-fn find_tool(candidates: &[&str]) -> Option<PathBuf> {
-    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
-}
-
 #[test]
 fn fixture_exposition_passes_promtool() {
-    let Some(promtool) = find_tool(&["/usr/bin/promtool", "/usr/local/bin/promtool"]) else {
-        assert!(!require_tools(), "promtool not found");
-        eprintln!("note: promtool not installed; skipping the lint");
-        return;
-    };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(fixture_exposition().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     // node_exporter's meminfo names (MemTotal, HugePages_Total) are camelCase by design, and
-    // dashboards depend on them: that one lint is the accepted exception.
-    let problems: Vec<&str> = report
-        .lines()
-        .filter(|l| {
-            !(l.starts_with("node_memory_")
-                && l.ends_with("metric names should be written in 'snake_case' not 'camelCase'"))
-        })
-        .collect();
-    assert!(problems.is_empty(), "promtool: {problems:#?}");
-    assert!(
-        out.status.success() || report.contains("camelCase"),
-        "promtool failed: {report}"
-    );
+    // dashboards depend on them: that lint is the accepted exception.
+    if let Some(problems) =
+        support::promtool_problems("fixture_exposition_passes_promtool", &fixture_exposition())
+    {
+        assert!(problems.is_empty(), "promtool: {problems:#?}");
+    }
 }
 
 /// A statfs whose first call on `/mnt/nfs` hangs (for up to 10 s, or until released); later
@@ -331,43 +291,13 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
-}
-
-/// The value of the first sample line accepted by `pick`.
-fn sample(text: &str, pick: impl Fn(&str) -> bool) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| pick(l))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn agrees_with_live_node_exporter() {
-    let Some(bin) = find_tool(&[
-        "/usr/bin/prometheus-node-exporter",
-        "/usr/bin/node_exporter",
-        "/usr/local/bin/node_exporter",
-    ]) else {
-        assert!(
-            !require_tools(),
-            "node_exporter not found (apt-get install prometheus-node-exporter)"
-        );
-        eprintln!("note: node_exporter not installed; skipping the live comparison");
+    let bin = "/usr/bin/prometheus-node-exporter";
+    if !support::tool_or_skip("agrees_with_live_node_exporter", bin) {
         return;
-    };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    }
+    let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let _guard = KillOnDrop(
         Command::new(bin)
@@ -382,20 +312,19 @@ fn agrees_with_live_node_exporter() {
             .spawn()
             .expect("start node_exporter"),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let theirs = loop {
-        match http_get(&addr, "/metrics") {
-            Ok(body) if body.contains("node_memory_MemTotal_bytes") => break body,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            other => panic!("node_exporter did not answer on {addr}: {other:?}"),
-        }
-    };
+    let theirs = support::wait_until(Duration::from_secs(10), || {
+        support::request(&addr, "GET", "/metrics", &[])
+            .ok()
+            .map(|r| r.text())
+            .filter(|body| body.contains("node_memory_MemTotal_bytes"))
+    })
+    .unwrap_or_else(|| panic!("node_exporter did not answer on {addr}"));
 
     let config = config_at(Path::new("/"));
     let (host, errors) = HostCollector::new(&config.paths.procfs).read();
     assert!(errors.is_empty(), "{errors:?}");
     let their_total =
-        sample(&theirs, |l| l.starts_with("node_memory_MemTotal_bytes ")).expect("MemTotal");
+        support::sample(&theirs, "node_memory_MemTotal_bytes", &[]).expect("MemTotal");
     assert_eq!(host.memory.total_bytes as f64, their_total);
 
     let fs = DiskCollector::new(&config.paths, &config.collectors.disk)
@@ -403,9 +332,11 @@ fn agrees_with_live_node_exporter() {
         .unwrap();
     let ours = by_mountpoint(&fs, "/");
     assert!(!ours.device_error);
-    let their_size = sample(&theirs, |l| {
-        l.starts_with("node_filesystem_size_bytes{") && l.contains(r#"mountpoint="/""#)
-    })
+    let their_size = support::sample(
+        &theirs,
+        "node_filesystem_size_bytes",
+        &[r#"mountpoint="/""#],
+    )
     .expect("node_filesystem_size_bytes for /");
     assert_eq!(ours.size_bytes as f64, their_size);
 }

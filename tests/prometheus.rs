@@ -16,11 +16,6 @@ impl Drop for Kill {
     }
 }
 
-/// Names whose form a compatibility contract dictates (node_exporter's meminfo, DCGM's).
-fn allowed(line: &str) -> bool {
-    line.contains("node_memory_") || line.contains("DCGM_FI_")
-}
-
 #[test]
 fn promtool_finds_nothing_to_lint() {
     if !support::tool_or_skip("promtool_finds_nothing_to_lint", "/usr/bin/promtool") {
@@ -30,29 +25,9 @@ fn promtool_finds_nothing_to_lint() {
     let _c =
         docker.then(|| Container::run("lookout-it-prom", &["--memory", "32m"], &["sleep", "3600"]));
     let lk = Lookout::start("interval: 1s\n", &[]);
-    let text = lk.metrics();
-    let mut child = Command::new("/usr/bin/promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let problems: Vec<&str> = report.lines().filter(|l| !allowed(l)).collect();
-    assert!(problems.is_empty(), "promtool check metrics:\n{report}");
+    let problems = support::promtool_problems("promtool_finds_nothing_to_lint", &lk.metrics())
+        .expect("promtool is there: checked above");
+    assert!(problems.is_empty(), "promtool check metrics: {problems:#?}");
 }
 
 #[test]

@@ -277,30 +277,7 @@ pub struct Lookout {
 impl Lookout {
     /// Start `lookout run -c <config>` where `config` is YAML without `listen` (added here).
     pub fn start(config: &str, extra_args: &[&str]) -> Lookout {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let cfg = dir.path().join("lookout.yml");
-        std::fs::write(&cfg, config_text(&addr, config, dir.path())).unwrap();
-        let log = std::fs::File::create(dir.path().join("lookout.log")).unwrap();
-        let child = Command::new(lookout_bin())
-            .arg("run")
-            .arg("-c")
-            .arg(&cfg)
-            .args(extra_args)
-            .env("LOOKOUT_LOG", "info")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start lookout");
-        let l = Lookout { addr, child, dir };
-        wait_until(Duration::from_secs(20), || {
-            request(&l.addr, "GET", "/ready", &[])
-                .ok()
-                .filter(|r| r.status == 200)
-        })
-        .unwrap_or_else(|| panic!("lookout did not become ready; log:\n{}", l.log()));
-        l
+        Lookout::start_with_env(config, extra_args, &[])
     }
 
     pub fn log(&self) -> String {
@@ -369,4 +346,48 @@ impl Lookout {
         .unwrap_or_else(|| panic!("lookout did not become ready; log:\n{}", l.log()));
         l
     }
+}
+
+/// Lint an exposition with `promtool check metrics` (Debian's prometheus package). Returns the
+/// complaints other than the names a compatibility contract dictates: node_exporter's camelCase
+/// meminfo names, and DCGM's camelCase labels and counters without `_total`. None when promtool
+/// is not installed (a failure under `LOOKOUT_REQUIRE_TOOLS=1`).
+pub fn promtool_problems(test: &str, text: &str) -> Option<Vec<String>> {
+    if !tool_or_skip(test, "/usr/bin/promtool") {
+        return None;
+    }
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accepted = |l: &str| {
+        let meminfo = l.starts_with("node_memory_")
+            && l.ends_with("metric names should be written in 'snake_case' not 'camelCase'");
+        let dcgm = l.starts_with("DCGM_FI_DEV_")
+            && (l.ends_with("label names should be written in 'snake_case' not 'camelCase'")
+                || l.ends_with("counter metrics should have \"_total\" suffix"));
+        meminfo || dcgm
+    };
+    Some(
+        report
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !accepted(l))
+            .map(str::to_string)
+            .collect(),
+    )
 }
