@@ -5,13 +5,12 @@
 //! Needs Docker. Without it the test says so and passes, unless `LOOKOUT_REQUIRE_DOCKER=1`
 //! (CI), where it fails.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
+
 use std::time::{Duration, Instant};
 
+use support::Container;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const IMAGE: &str = "lookout-test-bb:latest";
 
 const RULES: &str = r#"groups:
   - name: e2e
@@ -32,87 +31,6 @@ const EXTRA_RULE: &str = r#"      - alert: TooManyPids
         scope: container
         expr: pids > 100000
 "#;
-
-fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("docker {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Whether Docker answers; else skip (or fail under `LOOKOUT_REQUIRE_DOCKER=1`).
-fn docker_or_skip() -> bool {
-    match docker(&["version", "--format", "{{.Server.APIVersion}}"]) {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("LOOKOUT_REQUIRE_DOCKER").as_deref() == Ok("1") {
-                panic!("Docker is required (LOOKOUT_REQUIRE_DOCKER=1) but unreachable: {e}");
-            }
-            eprintln!("skipping the engine end-to-end test: Docker unreachable: {e}");
-            false
-        }
-    }
-}
-
-/// The test image: FROM scratch with Debian's static busybox and its applets in /bin. Built
-/// once if missing (no registry is reachable).
-fn ensure_image() {
-    if docker(&["image", "inspect", IMAGE]).is_ok() {
-        return;
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("a static busybox (apt-get install busybox-static) to build the test image");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
-    )
-    .unwrap();
-    docker(&[
-        "build",
-        "-q",
-        "-t",
-        IMAGE,
-        &dir.path().display().to_string(),
-    ])
-    .expect("build the test image");
-}
-
-/// Containers this test started; removed (by id) when it ends, however it ends.
-#[derive(Default)]
-struct Containers(Vec<String>);
-
-impl Containers {
-    fn run(&mut self, name: &str, extra: &[&str], cmd: &[&str]) -> String {
-        let mut args = vec!["run", "-d", "--name", name];
-        args.extend_from_slice(extra);
-        args.push(IMAGE);
-        args.extend_from_slice(cmd);
-        let id = docker(&args).expect("docker run");
-        self.0.push(id.clone());
-        id
-    }
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        for id in &self.0 {
-            let _ = docker(&["rm", "-f", id]);
-        }
-    }
-}
 
 /// A GET or POST over plain HTTP/1.1; the body (chunked encoding undone).
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
@@ -171,23 +89,23 @@ fn time_of(v: &serde_json::Value) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
-    if !docker_or_skip() {
+    if !support::docker_or_skip("cpu_alert_fires_after_for_and_container_down_within_a_second") {
         return;
     }
-    ensure_image();
     let tag = std::process::id();
-    let burn = format!("lookout-e2e-burn-{tag}");
-    let sleep = format!("lookout-e2e-sleep-{tag}");
-    let done = format!("lookout-e2e-done-{tag}");
-    let mut containers = Containers::default();
-    containers.run(
-        &burn,
+    let burner = Container::run(
+        "lookout-e2e-burn",
         &["--cpus", "0.5"],
         &["sh", "-c", "while :; do :; done"],
     );
-    containers.run(&sleep, &[], &["sleep", "3600"]);
+    let sleeper = Container::run("lookout-e2e-sleep", &[], &["sleep", "3600"]);
     // A job that finishes with 0 must not count as down.
-    containers.run(&done, &[], &["true"]);
+    let finished = Container::run("lookout-e2e-done", &[], &["true"]);
+    let (burn, sleep, done) = (
+        burner.name.clone(),
+        sleeper.name.clone(),
+        finished.name.clone(),
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
@@ -195,7 +113,7 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
     std::fs::write(
         &cfg_path,
         format!(
-            "interval: 2s\ndocker:\n  include: [\"lookout-e2e-*-{tag}\"]\nrule_files: [rules.yml]\nstate_dir: {}\n",
+            "interval: 2s\ndocker:\n  include: [\"lookout-e2e-*-{tag}-*\"]\nrule_files: [rules.yml]\nstate_dir: {}\n",
             dir.path().join("state").display()
         ),
     )
@@ -262,7 +180,7 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
         }
     }
     let killed = Instant::now();
-    docker(&["kill", &sleep]).unwrap();
+    assert!(sleeper.docker(&["kill"]).status.success());
     let down = loop {
         let a = alerts(addr, "ContainerDown", &sleep).await;
         if let Some(a) = a.iter().find(|a| a["state"] == "firing") {
@@ -351,5 +269,4 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
     // The state survived on disk for the next start.
     let saved = std::fs::read_to_string(dir.path().join("state/alerts.json")).unwrap();
     assert!(saved.contains("ContainerDown"), "{saved}");
-    drop(containers);
 }
