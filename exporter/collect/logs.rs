@@ -655,13 +655,7 @@ impl<D: DockerApi> Inner<D> {
                         return Some((Source::Label(label.clone()), r));
                     }
                     Err(e) => {
-                        let error = e
-                            .to_string()
-                            .lines()
-                            .last()
-                            .unwrap_or("")
-                            .trim()
-                            .to_string();
+                        let error = crate::config::regex_error(&e);
                         tracing::warn!(
                             container = %c.name,
                             label = %format!("{LABEL}={label}"),

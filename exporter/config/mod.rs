@@ -354,13 +354,7 @@ impl Validator {
         match Regex::new(s) {
             Ok(r) => Some(r),
             Err(e) => {
-                let first = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
+                let first = regex_error(&e);
                 self.at(
                     path,
                     format!("{path}: invalid regular expression {s:?}: {first}"),
@@ -608,6 +602,17 @@ impl Validator {
             state_dir,
         })
     }
+}
+
+/// A regex compile error in one line: the regex crate's own message ends with the reason after
+/// a drawing of the pattern.
+pub fn regex_error(e: &regex::Error) -> String {
+    e.to_string()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 /// `host:port`, `[v6]:port` or `:port`.
