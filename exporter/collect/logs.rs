@@ -41,9 +41,10 @@
 //! # Cost
 //!
 //! Docker sends one frame per line; a socket read holds many, and the follower decodes and
-//! counts them in place. Measured with `tests/logs.rs`'s flood (release build, `yes` at ~100k lines/s):
-//! about 3-5 % of one core per 10 000 lines/s, nearly all of it in the runtime and the kernel
-//! (splitting, matching and timestamp parsing are ~3 % of that); RSS stays flat (~10 MB).
+//! counts them in place. Measured with `tests/logs.rs`'s flood (500k lines of `yes`, as fast
+//! as Docker takes them, debug build): ~7 % of one core per 10 000 lines/s, caught up at a peak
+//! of ~130k lines/s, where bollard's reader cost ~28 % and peaked at ~42k lines/s (in a release
+//! build bollard's cost 3-5 %); RSS stays flat (~21 MB, debug).
 //! The daemon, for its part, reads the log file from its start on every attach to apply
 //! `since` (`tail=all`).
 

@@ -371,3 +371,70 @@ async fn a_connection_cut_inside_the_body_is_an_error() {
     assert!(matches!(got.last(), Some(Err(HttpError::Io(_)))), "{got:?}");
     assert_eq!(&got[0].as_ref().unwrap().bytes[..], b"partial");
 }
+
+/// Accept one connection, answer an empty 200, and return the request's head.
+async fn serve_once<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> String {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nx\ny\nzz")
+        .await
+        .unwrap();
+    String::from_utf8(req).unwrap()
+}
+
+#[tokio::test]
+async fn sends_a_plain_get_over_tcp_and_unix_sockets() {
+    use futures_util::StreamExt;
+    let path = "/v1.41/containers/abc/logs?follow=1";
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let server = tokio::spawn(async move { serve_once(tcp.accept().await.unwrap().0).await });
+    let resp = get(&format!("tcp://{addr}/"), path).await.unwrap();
+    let req = server.await.unwrap();
+    assert!(
+        req.starts_with(&format!("GET {path} HTTP/1.1\r\n")),
+        "{req}"
+    );
+    assert!(req.contains(&format!("\r\nHost: {addr}\r\n")), "{req}");
+    // A Content-Length body ends where it says; what follows is not body.
+    let got: Vec<LogChunk> = resp.chunks(Format::Raw).map(|r| r.unwrap()).collect().await;
+    assert_eq!(
+        messages(&got),
+        vec![(LogStream::Stdout, None, b"x\ny\n".to_vec())]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    let unix = tokio::net::UnixListener::bind(&sock).unwrap();
+    let server = tokio::spawn(async move { serve_once(unix.accept().await.unwrap().0).await });
+    get(&format!("unix://{}", sock.display()), path)
+        .await
+        .unwrap();
+    let req = server.await.unwrap();
+    assert!(
+        req.starts_with(&format!("GET {path} HTTP/1.1\r\n")),
+        "{req}"
+    );
+    // Nothing listens: an I/O error (the caller's "unreachable").
+    assert!(matches!(
+        get(
+            &format!("unix://{}", dir.path().join("none").display()),
+            path
+        )
+        .await,
+        Err(HttpError::Io(_))
+    ));
+}
+
+#[test]
+fn path_segments_are_escaped() {
+    assert_eq!(escape("web-1.a_b~"), "web-1.a_b~");
+    assert_eq!(escape("a/b c?"), "a%2Fb%20c%3F");
+}
