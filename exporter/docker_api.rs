@@ -1,4 +1,5 @@
-//! The one trait through which lookout talks to Docker, and its bollard implementation.
+//! The one trait through which lookout talks to Docker, and its implementation: bollard, and
+//! for following logs lookout's own bounded reader (`log_stream`).
 //!
 //! Collectors take any [`DockerApi`], so the same code runs against the real daemon (unix socket
 //! or `tcp://` DOCKER_HOST) and against the benchmark's synthetic inventory.
@@ -107,7 +108,7 @@ pub trait DockerApi: Send + Sync + 'static {
     fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>>;
 }
 
-/// The real daemon, through bollard.
+/// The real daemon, through bollard (logs through [`log_stream`], whose memory is bounded).
 pub struct BollardDocker {
     host: String,
     /// The client at the API version the daemon speaks, once a connection succeeded; cleared
