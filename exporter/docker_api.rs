@@ -108,7 +108,7 @@ pub trait DockerApi: Send + Sync + 'static {
     fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>>;
 }
 
-/// The real daemon, through bollard (logs through [`log_stream`], whose memory is bounded).
+/// The real daemon, through bollard (logs through `log_stream`, whose memory is bounded).
 pub struct BollardDocker {
     host: String,
     /// The client at the API version the daemon speaks, once a connection succeeded; cleared
@@ -314,7 +314,7 @@ impl DockerApi for BollardDocker {
         }
     }
 
-    /// Read with lookout's own bounded reader ([`log_stream`]), not bollard's, which holds a TTY
+    /// Read with lookout's own bounded reader (`log_stream`), not bollard's, which holds a TTY
     /// container's output until each newline.
     fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>> {
         let cache = self.client.clone();
