@@ -1,4 +1,5 @@
-//! The one trait through which lookout talks to Docker, and its bollard implementation.
+//! The one trait through which lookout talks to Docker, and its implementation: bollard, and
+//! for following logs lookout's own bounded reader (`log_stream`).
 //!
 //! Collectors take any [`DockerApi`], so the same code runs against the real daemon (unix socket
 //! or `tcp://` DOCKER_HOST) and against the benchmark's synthetic inventory.
@@ -10,6 +11,8 @@ use async_trait::async_trait;
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 use std::sync::{Arc, Mutex};
+
+mod log_stream;
 
 use crate::snapshot::{
     BlkDevice, ContainerInfo, ContainerStats, CpuStats, Health, Limits, MemoryStats, NetInterface,
@@ -105,7 +108,7 @@ pub trait DockerApi: Send + Sync + 'static {
     fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>>;
 }
 
-/// The real daemon, through bollard.
+/// The real daemon, through bollard (logs through `log_stream`, whose memory is bounded).
 pub struct BollardDocker {
     host: String,
     /// The client at the API version the daemon speaks, once a connection succeeded; cleared
@@ -136,20 +139,26 @@ impl BollardDocker {
     }
 
     fn map_err(&self, e: bollard::errors::Error) -> DockerError {
-        use bollard::errors::Error as E;
-        match e {
-            E::DockerResponseServerError {
-                status_code: 404, ..
-            } => DockerError::NotFound,
-            E::DockerResponseServerError {
-                status_code,
-                message,
-            } => DockerError::Api(format!("{status_code}: {message}")),
-            E::JsonDataError { .. } | E::JsonSerdeError { .. } => DockerError::Api(e.to_string()),
-            other => {
-                *self.client.lock().unwrap() = None;
-                unreachable(&self.host, &other)
-            }
+        map_err(&self.host, &self.client, e)
+    }
+}
+
+/// A bollard error as lookout's; a transport error forgets the client, so the next call
+/// connects and negotiates afresh.
+fn map_err(host: &str, cache: &Mutex<Option<Docker>>, e: bollard::errors::Error) -> DockerError {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError {
+            status_code: 404, ..
+        } => DockerError::NotFound,
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => DockerError::Api(format!("{status_code}: {message}")),
+        E::JsonDataError { .. } | E::JsonSerdeError { .. } => DockerError::Api(e.to_string()),
+        other => {
+            *cache.lock().unwrap() = None;
+            unreachable(host, &other)
         }
     }
 }
@@ -305,44 +314,57 @@ impl DockerApi for BollardDocker {
         }
     }
 
+    /// Read with lookout's own bounded reader (`log_stream`), not bollard's, which holds a TTY
+    /// container's output until each newline.
     fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>> {
         let cache = self.client.clone();
         let host = self.host.clone();
         let id = id.to_string();
         let stream = async_stream(async move {
             let client = connect(&host, &cache).await?;
-            let opts = bollard::query_parameters::LogsOptions {
-                follow: true,
-                stdout: true,
-                stderr: true,
-                since: since.clamp(0, i32::MAX as i64) as i32,
-                until: 0,
-                // One timestamp per message (a line, or a 16 KiB part of a longer one).
-                timestamps: true,
-                tail: "all".into(),
+            // Docker before API 1.42 names no format in the response: a TTY's output is raw,
+            // anything else multiplexed. Config.Tty is fixed for a container's lifetime.
+            let tty = match client.inspect_container(&id, None).await {
+                Ok(r) => r.config.and_then(|c| c.tty).unwrap_or(false),
+                Err(e) => return Err(map_err(&host, &cache, e)),
             };
-            Ok(client.logs(&id, Some(opts)).filter_map(move |r| {
-                use bollard::container::LogOutput;
-                let chunk = |stream, message| {
-                    let (time_nano, bytes) = split_timestamp(message);
-                    Some(Ok(LogChunk {
-                        stream,
-                        time_nano,
-                        bytes,
-                    }))
-                };
-                futures_util::future::ready(match r {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                        chunk(LogStream::Stdout, message)
-                    }
-                    Ok(LogOutput::StdErr { message }) => chunk(LogStream::Stderr, message),
-                    Ok(LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(DockerError::Unreachable {
+            let v = client.client_version();
+            // `since` in whole seconds; one timestamp per message (a line, or a 16 KiB part of
+            // a longer one).
+            let path = format!(
+                "/v{}.{}/containers/{}/logs?follow=1&stdout=1&stderr=1&timestamps=1&since={}&tail=all",
+                v.major_version,
+                v.minor_version,
+                log_stream::escape(&id),
+                since.max(0),
+            );
+            let http_err = {
+                let host = host.clone();
+                move |e: log_stream::HttpError| match e {
+                    log_stream::HttpError::Status { status: 404, .. } => DockerError::NotFound,
+                    log_stream::HttpError::Io(e) => DockerError::Unreachable {
                         host: host.clone(),
-                        reason: describe(&e),
-                    })),
-                })
-            }))
+                        reason: e.to_string(),
+                    },
+                    other => DockerError::Api(other.to_string()),
+                }
+            };
+            let resp = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                log_stream::get(&host, &path),
+            )
+            .await
+            .map_err(|_| DockerError::Unreachable {
+                host: host.clone(),
+                reason: "no response to the logs request within 30 s".into(),
+            })?
+            .map_err(&http_err)?;
+            let format = match resp.content_type.as_deref() {
+                Some(t) if t.contains("multiplexed-stream") => log_stream::Format::Multiplexed,
+                _ if tty => log_stream::Format::Raw,
+                _ => log_stream::Format::Multiplexed,
+            };
+            Ok(resp.chunks(format).map(move |r| r.map_err(&http_err)))
         });
         Box::pin(stream)
     }
@@ -360,17 +382,6 @@ where
         Ok(s) => s.boxed(),
         Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
     })
-}
-
-/// Split the `<RFC 3339 time> ` prefix that `timestamps=true` puts before each log message.
-fn split_timestamp(message: bytes::Bytes) -> (Option<i64>, bytes::Bytes) {
-    let head = &message[..message.len().min(40)];
-    if let Some(sp) = head.iter().position(|&b| b == b' ') {
-        if let Some(t) = parse_rfc3339_nanos(&head[..sp]) {
-            return (Some(t), message.slice(sp + 1..));
-        }
-    }
-    (None, message)
 }
 
 /// Unix nanoseconds from an RFC 3339 timestamp with up to 9 fraction digits (Docker's log
@@ -636,14 +647,6 @@ mod tests {
         assert_eq!(parse_rfc3339_nanos(b"2024-02-29T12:00:00.Z"), None);
         assert_eq!(parse_rfc3339_nanos(b"2024-02-29T12:00:00"), None);
         assert_eq!(parse_rfc3339_nanos(b"ERROR: 2024-02-29T12:00:00Z"), None);
-        let (t, rest) = split_timestamp(bytes::Bytes::from_static(
-            b"2026-11-22T21:13:42.578124756Z hello world\n",
-        ));
-        assert_eq!(t, Some(1795382022 * NS + 578_124_756));
-        assert_eq!(&rest[..], b"hello world\n");
-        // No timestamp: the message is left whole.
-        let (t, rest) = split_timestamp(bytes::Bytes::from_static(b"plain line\n"));
-        assert_eq!((t, &rest[..]), (None, &b"plain line\n"[..]));
     }
 
     #[test]

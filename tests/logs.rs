@@ -386,3 +386,62 @@ fn a_megabyte_line_and_a_flood_keep_memory_bounded_and_collection_on_time() {
         "collection stalled for {worst:.2} s during the flood"
     );
 }
+
+#[test]
+fn a_tty_containers_endless_line_keeps_memory_bounded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !support::docker_or_skip("a_tty_containers_endless_line_keeps_memory_bounded") {
+        return;
+    }
+    support::ensure_image();
+    let lk = Lookout::start(&config("lookout-logs-tty-*", ""), &[]);
+    let pid = lk.child.id();
+    // With a TTY Docker sends one raw stream (stderr joins stdout, lines end in \r\n). Known
+    // lines first, then 30 MB without a newline that stays unfinished for 5 s, then its end
+    // and one more error line.
+    let script = r#"sleep 1; for i in 1 2 3 4; do echo "ERROR early $i"; done; echo "ERROR on stderr" >&2; echo fine; sleep 4; head -c 30000000 /dev/zero | tr "\0" a; sleep 5; echo; echo "ERROR after"; sleep 3600"#;
+    let tty = Container::run(
+        "lookout-logs-tty",
+        &["-t", "--label", ERROR_LABEL],
+        &["sh", "-c", script],
+    );
+    wait_until(Duration::from_secs(15), || {
+        lines(&lk, &tty, "stdout").filter(|v| *v >= 6.0)
+    })
+    .unwrap_or_else(|| panic!("the early lines were not counted; log:\n{}", lk.log()));
+    let early = (lines(&lk, &tty, "stdout"), matches(&lk, &tty, "stdout"));
+    assert_eq!(early, (Some(6.0), Some(5.0)), "the early lines, each once");
+    assert_eq!(lines(&lk, &tty, "stderr"), Some(0.0), "a TTY has no stderr");
+    let rss0 = rss_kb(pid);
+
+    // The long line is written and read (Docker holds it in 16 KiB parts), then stays open.
+    let mut max_rss = rss0;
+    let end = wait_until(Duration::from_secs(40), || {
+        std::thread::sleep(Duration::from_millis(100));
+        max_rss = max_rss.max(rss_kb(pid));
+        lines(&lk, &tty, "stdout").filter(|v| *v >= 8.0)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the lines after the long one were not counted; log:\n{}",
+            lk.log()
+        )
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(end, 8.0, "the 30 MB line counts once");
+    assert_eq!(lines(&lk, &tty, "stdout"), Some(8.0));
+    assert_eq!(
+        matches(&lk, &tty, "stdout"),
+        Some(6.0),
+        "ERROR after counted"
+    );
+    eprintln!(
+        "TTY: RSS {rss0} kB before the 30 MB line, {max_rss} kB at most while it was written and open (+{} kB)",
+        max_rss - rss0
+    );
+    assert!(
+        max_rss - rss0 < 8 * 1024,
+        "lookout's RSS grew by {} kB during a 30 MB TTY line",
+        max_rss - rss0
+    );
+}

@@ -31,17 +31,20 @@
 //!
 //! Lines are split by [`LineSplitter`], which keeps at most [`LINE_CAP`] bytes of a line (the
 //! rest is dropped until the newline, and the line still counts once), so a follower holds at
-//! most two such buffers and the last match, whatever the container writes. One gap remains
-//! below this module: for a TTY container (`docker run -t`) bollard's decoder buffers the raw
-//! stream up to each newline itself, so a long line costs its length in memory there (a 30 MB
-//! line: +33 MB RSS), and output that never ends a line grows without bound.
+//! most two such buffers and the last match, whatever the container writes. Below it, the
+//! stream is read by `docker_api`'s own bounded reader (not bollard's, which held a TTY
+//! container's output until each newline): a chunk is at most one 64 KiB socket read, and a
+//! chunk without a timestamp continues the message before it, so it is skipped or counted
+//! with that message. A TTY container's 30 MB line, or a progress bar that never ends its line,
+//! costs no more than a short line.
 //!
 //! # Cost
 //!
-//! Docker sends one frame per line; each costs a wake-up of hyper's connection task and of the
-//! follower. Measured with `tests/logs.rs`'s flood (release build, `yes` at ~100k lines/s):
-//! about 3-5 % of one core per 10 000 lines/s, nearly all of it in the runtime and the kernel
-//! (splitting, matching and timestamp parsing are ~3 % of that); RSS stays flat (~10 MB).
+//! Docker sends one frame per line; a socket read holds many, and the follower decodes and
+//! counts them in place. Measured with `tests/logs.rs`'s flood (500k lines of `yes`, as fast
+//! as Docker takes them, debug build): ~7 % of one core per 10 000 lines/s, caught up at a peak
+//! of ~130k lines/s, where bollard's reader cost ~28 % and peaked at ~42k lines/s (in a release
+//! build bollard's cost 3-5 %); RSS stays flat (~21 MB, debug).
 //! The daemon, for its part, reads the log file from its start on every attach to apply
 //! `since` (`tail=all`).
 
@@ -242,6 +245,9 @@ async fn read<D: DockerApi + ?Sized>(
     // Skipping stops at a stream's first new message: within a stream Docker's order is its
     // timestamps' order (all parts of a long line share one).
     let mut skipping = [true; 2];
+    // Whether the current message is skipped: a chunk without a timestamp continues the
+    // message before it on its stream (a long message read in pieces) and shares its fate.
+    let mut dropping = [false; 2];
     let mut stream = api.logs(id, since);
     let mut split = [LineSplitter::new(LINE_CAP), LineSplitter::new(LINE_CAP)];
     let mut last = Vec::new();
@@ -265,11 +271,16 @@ async fn read<D: DockerApi + ?Sized>(
         match item {
             Ok(chunk) => {
                 let i = stream_index(chunk.stream);
-                if let Some(t) = chunk.time_nano {
-                    if skipping[i] && t <= skip[i] {
-                        continue;
+                match chunk.time_nano {
+                    Some(t) => {
+                        dropping[i] = skipping[i] && t <= skip[i];
+                        if dropping[i] {
+                            continue;
+                        }
+                        counters.cursor[i].store(t, Ordering::Relaxed);
                     }
-                    counters.cursor[i].store(t, Ordering::Relaxed);
+                    None if dropping[i] => continue,
+                    None => {}
                 }
                 skipping[i] = false;
                 count(i, &mut split[i], &mut last, Some(&chunk.bytes));

@@ -121,6 +121,21 @@ impl Fake {
         }
     }
 
+    /// More of the message before (a piece read without a timestamp, as the reader yields a
+    /// long message).
+    fn write_piece(&self, id: &str, stream: LogStream, bytes: &[u8]) {
+        let chunk = LogChunk {
+            stream,
+            time_nano: None,
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+        };
+        let mut h = self.history.lock().unwrap();
+        h.entry(id.to_string()).or_default().push(chunk.clone());
+        if let Some(tx) = self.streams.lock().unwrap().get(id) {
+            let _ = tx.send(Ok(chunk));
+        }
+    }
+
     fn send(&self, id: &str, stream: LogStream, bytes: &[u8]) {
         self.write_at(id, stream, now_ns(), bytes);
     }
@@ -175,8 +190,14 @@ impl DockerApi for Fake {
         self.calls.lock().unwrap().push((id.to_string(), since));
         let (tx, rx) = mpsc::unbounded_channel();
         let h = self.history.lock().unwrap();
+        // A piece without a timestamp goes with the message before it.
+        let mut keep = [true; 2];
         for c in h.get(id).into_iter().flatten() {
-            if c.time_nano.is_none_or(|t| t >= since * 1_000_000_000) {
+            let i = stream_index(c.stream);
+            if let Some(t) = c.time_nano {
+                keep[i] = t >= since * 1_000_000_000;
+            }
+            if keep[i] {
                 let _ = tx.send(Ok(c.clone()));
             }
         }
@@ -381,6 +402,33 @@ async fn a_long_line_matches_only_within_the_cap() {
         count(p, "api", "stdout") == Some((4, 2))
     })
     .await;
+}
+
+#[tokio::test]
+async fn pieces_without_a_timestamp_are_skipped_or_counted_with_their_message() {
+    let rig = Rig::new(vec![container("a", "api", Some("ERROR"), 1.0)], &[]).await;
+    rig.part().await;
+    rig.calls_until(1).await;
+    // A TTY line read in pieces: only the first carries the message's timestamp.
+    rig.fake.send("a", LogStream::Stdout, b"ERROR one ");
+    rig.fake.write_piece("a", LogStream::Stdout, b"aaaa");
+    rig.fake.write_piece("a", LogStream::Stdout, b"bbb\n");
+    let p = rig
+        .until("the line", |p| count(p, "api", "stdout") == Some((1, 1)))
+        .await;
+    assert_eq!(p.last_matches[0].line, "ERROR one aaaabbb");
+    // The stream breaks; the re-attach replays the line, all of whose pieces are skipped.
+    rig.fake.end("a");
+    rig.calls_until(2).await;
+    rig.fake.send("a", LogStream::Stdout, b"ERROR two ");
+    rig.fake.write_piece("a", LogStream::Stdout, b"cc\n");
+    let p = rig
+        .until("the next line", |p| {
+            count(p, "api", "stdout").is_some_and(|c| c.1 == 2)
+        })
+        .await;
+    assert_eq!(count(&p, "api", "stdout"), Some((2, 2)));
+    assert_eq!(p.last_matches[0].line, "ERROR two cc");
 }
 
 #[tokio::test]
