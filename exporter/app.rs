@@ -13,7 +13,7 @@ use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::host::HostCollector;
 use crate::collect::logs::LogCollector;
 use crate::collect::{Collector, Runner};
-use crate::config::{Config, GpuMode, Overrides};
+use crate::config::{Config, GpuMode};
 use crate::docker_api::{BollardDocker, DockerApi};
 use crate::engine::{self, rule, vars, Engine};
 use crate::exposition::{Exposition, RulesStatus};
@@ -66,7 +66,8 @@ pub struct Shared {
     latest: RwLock<Arc<Published>>,
     ready: AtomicBool,
     pub docker: Arc<DockerState>,
-    pub config: Arc<Config>,
+    /// The running config; a successful reload swaps it.
+    config: RwLock<Arc<Config>>,
     /// Unix time lookout started.
     pub started_at: f64,
     /// The rule engine. Evaluating and publishing happen under this lock, so a cycle and an
@@ -82,7 +83,7 @@ impl Shared {
             latest: RwLock::new(Arc::new(Published::new(Snapshot::default(), 0))),
             ready: AtomicBool::new(false),
             docker,
-            config,
+            config: RwLock::new(config),
             started_at: now,
             engine: Mutex::new(Engine::new(Vec::new(), &hostname(), None)),
             reload: Mutex::new(ReloadState {
@@ -90,6 +91,11 @@ impl Shared {
                 success_at: now,
             }),
         })
+    }
+
+    /// The running config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap().clone()
     }
 
     /// The last published snapshot.
@@ -165,21 +171,31 @@ fn save_state(engine: &mut Engine) {
     }
 }
 
-/// Re-read the config file and the rule files, all or nothing: a bad new set keeps the old
-/// one running. Only the rules (and `rule_files`) take effect without a restart.
+/// Re-read the config file (with the same command-line values) and the rule files, all or
+/// nothing: a bad new set keeps the old one running. The rules, `interval`,
+/// `collector_timeout`, `docker.include`/`exclude` and `docker.labels` take effect at once; a
+/// change that only a restart applies (the listen address, paths, the collector set) is logged.
 pub fn reload(shared: &Shared) -> Result<usize, String> {
-    let result = crate::config::Config::load_from_env(
-        shared.config.source.as_deref(),
-        &Overrides::default(),
-    )
-    .map_err(|e| e.to_string())
-    .and_then(|cfg| rule::load_for(&cfg).map_err(|e| e.to_string()));
+    let old = shared.config();
+    let result = crate::config::Config::load_from_env(old.source.as_deref(), &old.overrides)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            rule::load_for(&cfg)
+                .map(|rules| (cfg, rules))
+                .map_err(|e| e.to_string())
+        });
     let mut engine = shared.engine.lock().unwrap();
     let out = match result {
-        Ok(loaded) => {
+        Ok((cfg, loaded)) => {
             for w in &loaded.warnings {
                 tracing::warn!(warning = %w, "rules");
             }
+            let restart = old.needs_restart(&cfg);
+            if !restart.is_empty() {
+                tracing::warn!(changed = ?restart, "reloaded; these changes take effect at the next restart");
+            }
+            shared.docker.set_filter(cfg.docker.filter.clone());
+            *shared.config.write().unwrap() = Arc::new(cfg);
             let n = loaded.rules.len();
             engine.reload(loaded);
             save_state(&mut engine);
@@ -358,15 +374,26 @@ pub async fn run(
     let mut runner = Runner::new(build_collectors(&config, &api, &state));
     tracing::info!(collectors = ?runner.names(), interval = ?config.interval, "collecting");
     let loop_shared = shared.clone();
-    let loop_config = config.clone();
     tasks.push(tokio::spawn(async move {
-        if loop_config.collectors.docker {
+        if loop_shared.config().collectors.docker {
             wait_for_docker(&loop_shared.docker, Duration::from_secs(3)).await;
         }
-        let mut ticker = tokio::time::interval(loop_config.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let new_ticker = |every: Duration| {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        };
+        let mut every = loop_shared.config().interval;
+        let mut ticker = new_ticker(every);
         loop {
             ticker.tick().await;
+            // A reload may have changed the interval, the timeout or the labels.
+            let loop_config = loop_shared.config();
+            if loop_config.interval != every {
+                every = loop_config.interval;
+                ticker = new_ticker(every);
+                ticker.tick().await;
+            }
             let prev = loop_shared.latest();
             let has_prev = loop_shared.is_ready();
             let snap = cycle(

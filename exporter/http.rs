@@ -335,7 +335,7 @@ async fn status_page(State(s): State<Arc<Shared>>) -> Html<String> {
         running,
         if s.is_ready() { rfc3339(snap.taken_at) } else { "not yet".into() },
         snap.duration_seconds * 1000.0,
-        crate::config::format_duration(s.config.interval),
+        crate::config::format_duration(s.config().interval),
     );
     h.push_str("<h2>Collectors</h2><table><tr><th>collector</th><th>state</th><th>duration</th><th>last error</th></tr>");
     for c in &snap.collectors {

@@ -307,3 +307,91 @@ fn once_prints_the_exposition() {
         Some(1.0)
     );
 }
+
+#[test]
+fn reload_applies_the_new_config_or_keeps_the_old_one() {
+    if !support::docker_or_skip("reload_applies_the_new_config_or_keeps_the_old_one") {
+        return;
+    }
+    let a = Container::run("lookout-it-rla", &[], &["sleep", "3600"]);
+    let b = Container::run("lookout-it-rlb", &[], &["sleep", "3600"]);
+    let lk = Lookout::start(
+        "interval: 1s\ndocker:\n  include: [\"lookout-it-rla-*\"]\n",
+        &[],
+    );
+    let (na, nb) = (
+        format!("name=\"{}\"", a.name),
+        format!("name=\"{}\"", b.name),
+    );
+    wait_until(Duration::from_secs(10), || {
+        sample(&lk.metrics(), "lookout_container_info", &[&na])
+    })
+    .expect("a is watched");
+    assert_eq!(
+        sample(&lk.metrics(), "lookout_container_info", &[&nb]),
+        None
+    );
+
+    // A new filter, label allow-list and interval take effect on reload.
+    let cfg = lk.dir.path().join("lookout.yml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let listen = text.lines().next().unwrap().to_string();
+    let state = text.lines().nth(1).unwrap().to_string();
+    std::fs::write(
+        &cfg,
+        format!("{listen}\n{state}\ninterval: 2s\ndocker:\n  include: [\"lookout-it-rlb-*\"]\n  labels: [x.y]\n"),
+    )
+    .unwrap();
+    let r = support::request(&lk.addr, "POST", "/-/reload", &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = wait_until(Duration::from_secs(10), || {
+        let m = lk.metrics();
+        sample(&m, "lookout_container_info", &[&nb]).map(|_| m)
+    })
+    .expect("b is watched after the reload");
+    assert_eq!(
+        sample(&m, "lookout_container_info", &[&na]),
+        None,
+        "a is no longer watched"
+    );
+    assert_eq!(
+        sample(&m, "lookout_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert!(support::get(&lk.addr, "/").text().contains("Interval: 2s"));
+
+    // A broken file keeps the running config, and says so.
+    std::fs::write(&cfg, format!("{listen}\n{state}\ninterval: soon\n")).unwrap();
+    let r = support::request(&lk.addr, "POST", "/-/reload", &[]).unwrap();
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text()
+            .contains("lookout.yml:3:11: interval: invalid duration"),
+        "{}",
+        r.text()
+    );
+    let m = lk.metrics();
+    assert_eq!(
+        sample(&m, "lookout_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    assert!(
+        sample(&m, "lookout_container_info", &[&nb]).is_some(),
+        "the old config runs on"
+    );
+
+    // A change only a restart applies is accepted and logged as such.
+    std::fs::write(
+        &cfg,
+        format!("{listen}\n{state}\ninterval: 2s\ndocker:\n  include: [\"lookout-it-rlb-*\"]\ncollectors:\n  host: false\n"),
+    )
+    .unwrap();
+    let r = support::request(&lk.addr, "POST", "/-/reload", &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        lk.log().contains("take effect at the next restart"),
+        "{}",
+        lk.log()
+    );
+    assert!(lk.log().contains("collectors.host"));
+}

@@ -32,7 +32,7 @@ pub struct DockerState {
     last_error: Mutex<Option<String>>,
     daemon: Mutex<Option<DaemonInfo>>,
     events: broadcast::Sender<DockerEvent>,
-    filter: NameFilter,
+    filter: RwLock<NameFilter>,
 }
 
 impl DockerState {
@@ -46,7 +46,7 @@ impl DockerState {
             last_error: Mutex::new(None),
             daemon: Mutex::new(None),
             events: broadcast::channel(1024).0,
-            filter,
+            filter: RwLock::new(filter),
         })
     }
 
@@ -56,15 +56,22 @@ impl DockerState {
         let mut v = self.view.lock().unwrap();
         if v.0 != gen {
             let map = self.containers.read().unwrap();
+            let filter = self.filter.read().unwrap();
             let mut list: Vec<ContainerInfo> = map
                 .values()
-                .filter(|c| self.filter.matches(&c.name))
+                .filter(|c| filter.matches(&c.name))
                 .cloned()
                 .collect();
             list.sort_by(|a, b| a.name.cmp(&b.name));
             *v = (gen, Arc::new(list));
         }
         v.1.clone()
+    }
+
+    /// Watch other containers from now on (a config reload).
+    pub fn set_filter(&self, filter: NameFilter) {
+        *self.filter.write().unwrap() = filter;
+        self.changed();
     }
 
     /// Container events, after the inventory has taken them in.

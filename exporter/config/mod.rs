@@ -188,6 +188,49 @@ pub struct Config {
     pub rule_files: Option<Vec<String>>,
     /// Where alert state is kept across restarts; None picks the default.
     pub state_dir: Option<PathBuf>,
+    /// The command-line values it was loaded with, so a reload applies them again.
+    pub overrides: Overrides,
+}
+
+impl Config {
+    /// What differs from `new` that only a restart applies (a reload takes the rest: rules,
+    /// interval, collector timeout, the container filter and the exported labels).
+    pub fn needs_restart(&self, new: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let (a, b) = (&self.collectors, &new.collectors);
+        let logs = |c: &CollectorsConfig| {
+            c.logs
+                .iter()
+                .map(|r| (r.name.patterns.clone(), r.pattern.as_str().to_string()))
+                .collect::<Vec<_>>()
+        };
+        let checks: [(&'static str, bool); 12] = [
+            ("listen", self.listen != new.listen),
+            ("paths", self.paths != new.paths),
+            ("docker.host", self.docker.host != new.docker.host),
+            ("docker.resync", self.docker.resync != new.docker.resync),
+            ("collectors.docker", a.docker != b.docker),
+            ("collectors.cgroup", a.cgroup != b.cgroup),
+            ("collectors.host", a.host != b.host),
+            (
+                "collectors.disk",
+                a.disk.enabled != b.disk.enabled
+                    || a.disk.mount_points_exclude.as_str() != b.disk.mount_points_exclude.as_str()
+                    || a.disk.fs_types_exclude.as_str() != b.disk.fs_types_exclude.as_str()
+                    || a.disk.statfs_timeout != b.disk.statfs_timeout,
+            ),
+            ("collectors.gpu", a.gpu != b.gpu),
+            ("collectors.logs", logs(a) != logs(b)),
+            ("state_dir", self.state_dir != new.state_dir),
+            ("config file", self.source != new.source),
+        ];
+        for (name, changed) in checks {
+            if changed {
+                out.push(name);
+            }
+        }
+        out
+    }
 }
 
 /// Values given on the command line; they override everything else.
@@ -574,6 +617,7 @@ impl Validator {
         }
 
         Some(Config {
+            overrides: flags.clone(),
             source: file.map(Path::to_path_buf),
             listen,
             interval,
