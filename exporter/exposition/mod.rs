@@ -2,7 +2,8 @@
 //!
 //! Encoding happens once per collection cycle, not per scrape: [`Exposition::encode`] renders
 //! both formats, and `/metrics` serves the bytes (gzipped on demand, cached). lookout writes the
-//! text itself rather than building prometheus-client metric objects for every series each cycle:
+//! text itself (the prometheus-client crate was dropped) rather than building metric objects for
+//! every series each cycle:
 //! one pass over the snapshot, with each container's label set rendered once and reused by
 //! every family, is what keeps a cycle inside its per-container CPU budget.
 
