@@ -74,6 +74,9 @@ pub struct Shared {
     /// event-triggered evaluation never publish over each other's newer state.
     pub engine: Mutex<Engine>,
     reload: Mutex<ReloadState>,
+    /// Formats scrapers have asked for gzipped (text, OpenMetrics): the collection loop
+    /// compresses those right after publishing, so a scrape only copies bytes.
+    gzip_wanted: [AtomicBool; 2],
 }
 
 impl Shared {
@@ -90,6 +93,7 @@ impl Shared {
                 successful: true,
                 success_at: now,
             }),
+            gzip_wanted: [AtomicBool::new(false), AtomicBool::new(false)],
         })
     }
 
@@ -106,6 +110,22 @@ impl Shared {
     pub fn publish(&self, p: Published) {
         *self.latest.write().unwrap() = Arc::new(p);
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// A scraper asked for `format` gzipped: compress it ahead from the next cycle on.
+    pub fn want_gzip(&self, format: crate::exposition::Format) {
+        self.gzip_wanted[format as usize].store(true, Ordering::Relaxed);
+    }
+
+    /// Compress the formats scrapers want gzipped (part of the cycle, not of a scrape).
+    pub fn warm_gzip(&self) {
+        use crate::exposition::Format;
+        let latest = self.latest();
+        for f in [Format::Text, Format::OpenMetrics] {
+            if self.gzip_wanted[f as usize].load(Ordering::Relaxed) {
+                latest.exposition.gzipped(f);
+            }
+        }
     }
 
     /// Whether the first collection is done.
@@ -415,6 +435,7 @@ pub async fn run(
                 let status = loop_shared.rules_status(&engine);
                 loop_shared.publish(Published::with_rules(Arc::new(snap), status, hint));
             });
+            tokio::task::block_in_place(|| loop_shared.warm_gzip());
             release_freed_memory();
         }
     }));
@@ -479,4 +500,29 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{NameFilter, Overrides};
+    use crate::exposition::Format;
+
+    #[test]
+    fn formats_scraped_gzipped_are_compressed_in_the_cycle() {
+        let cfg = Config::load(None, &|_| None, &Overrides::default()).unwrap();
+        let shared = Shared::new(Arc::new(cfg), DockerState::new(NameFilter::all()));
+        shared.publish(Published::new(Snapshot::default(), 0));
+        shared.warm_gzip();
+        assert!(
+            !shared.latest().exposition.has_gzipped(Format::OpenMetrics),
+            "nobody asked"
+        );
+        shared.want_gzip(Format::OpenMetrics);
+        shared.publish(Published::new(Snapshot::default(), 0));
+        shared.warm_gzip();
+        let latest = shared.latest();
+        assert!(latest.exposition.has_gzipped(Format::OpenMetrics));
+        assert!(!latest.exposition.has_gzipped(Format::Text));
+    }
 }

@@ -69,6 +69,7 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     let latest = s.latest();
     let mut resp = if gzip {
+        s.want_gzip(format);
         let body = latest.exposition.gzipped(format);
         let mut r = body.into_response();
         r.headers_mut()

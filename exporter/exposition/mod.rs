@@ -369,6 +369,14 @@ impl Exposition {
         self.encoded.chunks(format)
     }
 
+    /// Whether the gzip of `format` is already made.
+    pub fn has_gzipped(&self, format: Format) -> bool {
+        match format {
+            Format::Text => self.text_gz.get().is_some(),
+            Format::OpenMetrics => self.openmetrics_gz.get().is_some(),
+        }
+    }
+
     /// The gzip of a format's body, compressed once per snapshot.
     pub fn gzipped(&self, format: Format) -> bytes::Bytes {
         let cell = match format {
