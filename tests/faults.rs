@@ -226,6 +226,15 @@ fn port_in_use_is_a_clear_error() {
     );
 }
 
+/// `lookout check -c FILE`.
+fn check(file: &Path) -> std::process::Output {
+    Command::new(lookout_bin())
+        .args(["check", "-c"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_reports_every_problem_with_its_location() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,11 +244,7 @@ fn check_reports_every_problem_with_its_location() {
         "listen: 0.0.0.0:9659\ninterval: 10 seconds\ndocker:\n  include: [\"web-[\"]\n  labels: [a]\n",
     )
     .unwrap();
-    let out = Command::new(lookout_bin())
-        .args(["check", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = check(&f);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let name = f.display().to_string();
@@ -253,11 +258,7 @@ fn check_reports_every_problem_with_its_location() {
     );
 
     std::fs::write(&f, "listen: 0.0.0.0:9659\ndockr:\n  host: x\n").unwrap();
-    let out = Command::new(lookout_bin())
-        .args(["check", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = check(&f);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -266,11 +267,7 @@ fn check_reports_every_problem_with_its_location() {
     );
 
     std::fs::write(&f, "interval: 5s\n").unwrap();
-    let out = Command::new(lookout_bin())
-        .args(["check", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = check(&f);
     assert_eq!(
         out.status.code(),
         Some(0),
