@@ -35,6 +35,7 @@ pub mod engine;
 pub mod exposition;
 pub mod http;
 pub mod snapshot;
+pub mod state_dir;
 pub mod yamlloc;
 
 pub use app::{collect_once, run};

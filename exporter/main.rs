@@ -100,6 +100,7 @@ fn overrides(g: &Global) -> Overrides {
         sysfs: g.sysfs.clone(),
         rootfs: g.rootfs.clone(),
         docker_host: g.docker_host.clone(),
+        ..Default::default()
     }
 }
 
@@ -210,7 +211,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let rt = runtime();
-            match rt.block_on(serve(cfg)) {
+            let result = rt.block_on(serve(cfg));
+            // A blocking call that never returns (a wedged GPU) must not hold the exit.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("lookout: {e:#}");

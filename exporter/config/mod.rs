@@ -188,6 +188,8 @@ pub struct Config {
     pub rule_files: Option<Vec<String>>,
     /// Where alert state is kept across restarts; None picks the default.
     pub state_dir: Option<PathBuf>,
+    /// The HTTP server's settings.
+    pub web: WebConfig,
     /// The command-line values it was loaded with, so a reload applies them again.
     pub overrides: Overrides,
 }
@@ -236,12 +238,59 @@ impl Config {
 /// Values given on the command line; they override everything else.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--listen` / `--web.listen-address`.
     pub listen: Option<String>,
     pub interval: Option<String>,
     pub procfs: Option<String>,
     pub sysfs: Option<String>,
     pub rootfs: Option<String>,
     pub docker_host: Option<String>,
+    /// `--web.telemetry-path`.
+    pub telemetry_path: Option<String>,
+    /// `--web.enable-lifecycle`: allow `POST /-/reload`.
+    pub enable_lifecycle: bool,
+    /// `--web.max-connections`.
+    pub max_connections: Option<String>,
+    /// `--web.read-header-timeout`.
+    pub read_header_timeout: Option<String>,
+    /// `--web.idle-timeout`.
+    pub idle_timeout: Option<String>,
+    /// `--web.request-timeout`.
+    pub request_timeout: Option<String>,
+    /// `--collector.<name>` (true) and `--no-collector.<name>` (false), in the order given.
+    pub collectors: Vec<(String, bool)>,
+    /// `--collector.disable-defaults`: every collector off unless enabled by a flag.
+    pub disable_defaults: bool,
+}
+
+/// The HTTP server's settings (node_exporter's and Prometheus's `--web.*` flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebConfig {
+    /// Path the exposition is served on (`--web.telemetry-path`, default `/metrics`).
+    pub telemetry_path: String,
+    /// Whether `POST /-/reload` is allowed (`--web.enable-lifecycle`); SIGHUP always works.
+    pub enable_lifecycle: bool,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this time.
+    pub read_header_timeout: Duration,
+    /// A keep-alive connection without a request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A request must be answered within this time (the response fully written).
+    pub request_timeout: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            telemetry_path: "/metrics".into(),
+            enable_lifecycle: false,
+            max_connections: 1024,
+            read_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// One or more problems, each located.
@@ -616,7 +665,12 @@ impl Validator {
             }
         }
 
+        let web = WebConfig {
+            enable_lifecycle: flags.enable_lifecycle,
+            ..WebConfig::default()
+        };
         Some(Config {
+            web,
             overrides: flags.clone(),
             source: file.map(Path::to_path_buf),
             listen,

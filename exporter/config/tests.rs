@@ -179,6 +179,7 @@ fn environment_overrides_the_file_and_flags_override_the_environment() {
         sysfs: Some("/host/sys".into()),
         rootfs: Some("/host".into()),
         docker_host: Some("tcp://127.0.0.1:2376".into()),
+        ..Default::default()
     };
     let c = Config::load(Some(f.path()), &env, &flags).unwrap();
     assert_eq!(c.listen, ":9100");
