@@ -19,11 +19,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lookout::app::{Published, Shared};
 use lookout::collect::cgroup::{Layout, Reader};
-use lookout::collect::docker::DockerState;
-use lookout::config::{Config, NameFilter, Overrides};
-use lookout::snapshot::{CgroupPart, ContainerInfo, Inventory, Part, Snapshot, State};
+use lookout::config::{Config, Overrides};
+use lookout::publish::{Board, Published};
+use lookout::snapshot::{
+    CgroupPart, ContainerInfo, Inventory, LabelAllowlist, Part, Snapshot, State,
+};
 
 fn cpu_seconds() -> f64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -121,7 +122,7 @@ fn cycle(
     reader: &mut Reader,
     inv: &Arc<Vec<ContainerInfo>>,
     prev: Option<&Published>,
-    labels: &Arc<Vec<String>>,
+    labels: &Arc<LabelAllowlist>,
 ) -> (Cycle, Published) {
     let c0 = cpu_seconds();
     let (stats, fallback) = reader.read_all(inv);
@@ -133,6 +134,7 @@ fn cycle(
     let parts = vec![
         Part::Docker(Inventory {
             containers: inv.clone(),
+            generation: 1,
             cgroup_driver: None,
         }),
         Part::Cgroup(CgroupPart { stats }),
@@ -146,7 +148,7 @@ fn cycle(
     );
     let c2 = cpu_seconds();
     let hint = prev.map_or(0, |p| p.exposition.len());
-    let published = Published::new(snap, hint);
+    let published = Published::new(Arc::new(snap), Arc::default(), hint);
     let c3 = cpu_seconds();
     (
         Cycle {
@@ -196,10 +198,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    let labels = Arc::new(vec![
+    let labels = Arc::new(LabelAllowlist::new(&[
         "com.docker.compose.project".to_string(),
         "com.docker.compose.service".to_string(),
-    ]);
+    ]));
     println!(
         "lookout collection benchmark ({} cycles per size; CPU = user+sys of this process)",
         cycles
@@ -225,7 +227,7 @@ fn main() {
             a += c.assemble;
             e += c.encode;
             last = p;
-            lookout::app::release_freed_memory();
+            lookout::collect::cycle::release_freed_memory();
         }
         let per = |x: f64| x / cycles as f64 / n as f64 * 1e6;
         println!(
@@ -284,14 +286,18 @@ fn serve_and_measure(published: Published, rss_kb: u64, hwm_kb: u64) {
         .enable_all()
         .build()
         .unwrap();
-    let config = Config::load(None, &|_| None, &Overrides::default()).unwrap();
-    let shared = Shared::new(Arc::new(config), DockerState::new(NameFilter::all()));
-    shared.publish(published);
+    let board = Board::new(Duration::from_secs(3600), Arc::default());
+    board.publish_cycle(published);
+    let state = lookout::http::HttpState {
+        board,
+        reload: None,
+        telemetry_path: "/metrics".into(),
+    };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(async move { axum::serve(listener, lookout::http::router(shared)).await });
+    rt.spawn(async move { axum::serve(listener, lookout::http::router(state)).await });
     for gzip in [false, true] {
         for _ in 0..5 {
             http_get(&addr, gzip);

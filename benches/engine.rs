@@ -139,10 +139,10 @@ fn snapshot(load: Load, cycle: usize) -> Snapshot {
             duration_seconds: 0.0,
             error: None,
         }],
-        label_allowlist: Arc::new(vec![
+        label_allowlist: Arc::new(lookout::snapshot::LabelAllowlist::new(&[
             "com.docker.compose.project".into(),
             "com.docker.compose.service".into(),
-        ]),
+        ])),
         ..Default::default()
     }
 }
@@ -166,7 +166,11 @@ fn percentiles(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn run(load: Load, rules: &[Rule]) {
-    let mut engine = Engine::new(rules.to_vec(), "bench", None);
+    let mut engine = Engine::new(
+        rules.to_vec(),
+        "bench",
+        lookout::state_dir::StateDir::none(),
+    );
     let snaps: Vec<Snapshot> = (0..CYCLES + 3).map(|c| snapshot(load, c)).collect();
     let mut eval_ms = Vec::new();
     let mut eval_cpu = Vec::new();

@@ -116,7 +116,45 @@ pub struct BollardDocker {
     client: Arc<Mutex<Option<Docker>>>,
 }
 
+/// The largest inspect answer read (a container with thousands of labels or mounts is still
+/// far below this).
+const INSPECT_MAX: usize = 8 << 20;
+/// The largest container list read.
+const LIST_MAX: usize = 256 << 20;
+
 impl BollardDocker {
+    /// `GET path` at the negotiated API version, the whole body (at most `max` bytes). lookout
+    /// reads inspect and list answers itself rather than through bollard's typed models, so
+    /// that a value a newer daemon sends (a new state, a new health status) is kept as text
+    /// instead of failing the whole answer.
+    async fn get_json(&self, path: &str, max: usize) -> Result<bytes::Bytes, DockerError> {
+        let client = self.client().await?;
+        let v = client.client_version();
+        let full = format!("/v{}.{}{path}", v.major_version, v.minor_version);
+        let fetch = async { log_stream::get(&self.host, &full).await?.bytes(max).await };
+        match tokio::time::timeout(std::time::Duration::from_secs(30), fetch).await {
+            Err(_) => {
+                *self.client.lock().unwrap() = None;
+                Err(DockerError::Unreachable {
+                    host: self.host.clone(),
+                    reason: format!("no answer to GET {path} within 30 s"),
+                })
+            }
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(log_stream::HttpError::Status { status: 404, .. })) => {
+                Err(DockerError::NotFound)
+            }
+            Ok(Err(log_stream::HttpError::Io(e))) => {
+                *self.client.lock().unwrap() = None;
+                Err(DockerError::Unreachable {
+                    host: self.host.clone(),
+                    reason: e.to_string(),
+                })
+            }
+            Ok(Err(e)) => Err(DockerError::Api(format!("GET {path}: {e}"))),
+        }
+    }
+
     /// Prepare a client; nothing is sent (and a missing socket is no error) until the first call.
     pub fn new(host: &str) -> Result<BollardDocker, DockerError> {
         if !(host.starts_with("unix://")
@@ -233,35 +271,16 @@ impl DockerApi for BollardDocker {
     }
 
     async fn list(&self) -> Result<Vec<Listed>, DockerError> {
-        let c = self.client().await?;
-        let opts = bollard::query_parameters::ListContainersOptions {
-            all: true,
-            ..Default::default()
-        };
-        let list = c
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| self.map_err(e))?;
-        Ok(list
-            .into_iter()
-            .filter_map(|s| {
-                Some(Listed {
-                    id: s.id?,
-                    state: s.state.map(|st| st.to_string()).unwrap_or_default(),
-                    status: s.status.unwrap_or_default(),
-                })
-            })
-            .collect())
+        let body = self.get_json("/containers/json?all=1", LIST_MAX).await?;
+        parse_list(&body)
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError> {
-        let c = self.client().await?;
-        match c.inspect_container(id, None).await {
-            Ok(r) => Ok(Some(from_inspect(r))),
-            Err(e) => match self.map_err(e) {
-                DockerError::NotFound => Ok(None),
-                other => Err(other),
-            },
+        let path = format!("/containers/{}/json", log_stream::escape(id));
+        match self.get_json(&path, INSPECT_MAX).await {
+            Ok(body) => parse_inspect(&body).map(Some),
+            Err(DockerError::NotFound) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -477,12 +496,91 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
     Some((days * 86400 + h * 3600 + mi * 60 + se - offset) as f64 + frac)
 }
 
-fn from_inspect(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
+/// `GET /containers/json?all=1`, read leniently: every field optional, states as text.
+fn parse_list(body: &[u8]) -> Result<Vec<Listed>, DockerError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Entry {
+        id: Option<String>,
+        state: Option<String>,
+        status: Option<String>,
+    }
+    let list: Vec<Entry> = serde_json::from_slice(body)
+        .map_err(|e| DockerError::Api(format!("container list: {e}")))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|e| {
+            Some(Listed {
+                id: e.id?,
+                state: e.state.unwrap_or_default(),
+                status: e.status.unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+/// The parts of `GET /containers/{id}/json` lookout uses. Every field is optional and typed
+/// loosely (a `null`, a missing field or an unknown state never fails the whole answer).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawInspect {
+    id: Option<String>,
+    name: Option<String>,
+    created: Option<String>,
+    restart_count: Option<i64>,
+    state: Option<RawState>,
+    config: Option<RawConfig>,
+    host_config: Option<RawHostConfig>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawState {
+    status: Option<String>,
+    health: Option<RawHealth>,
+    exit_code: Option<i64>,
+    #[serde(rename = "OOMKilled")]
+    oom_killed: Option<bool>,
+    pid: Option<i64>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawHealth {
+    status: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawConfig {
+    image: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawHostConfig {
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<i64>,
+    cpu_shares: Option<i64>,
+    network_mode: Option<String>,
+    cgroup_parent: Option<String>,
+}
+
+/// An inspect answer as lookout's facts. A state lookout does not know is kept as `unknown`
+/// (a health status, as `none`), never an error; only an answer that is not JSON at all is.
+pub fn parse_inspect(body: &[u8]) -> Result<ContainerInfo, DockerError> {
+    let r: RawInspect = serde_json::from_slice(body)
+        .map_err(|e| DockerError::Api(format!("container inspect: {e}")))?;
     let st = r.state.unwrap_or_default();
     let cfg = r.config.unwrap_or_default();
     let hc = r.host_config.unwrap_or_default();
     let pos = |v: Option<i64>| v.filter(|x| *x > 0);
-    ContainerInfo {
+    Ok(ContainerInfo {
         id: r.id.unwrap_or_default(),
         name: r
             .name
@@ -490,26 +588,20 @@ fn from_inspect(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
             .trim_start_matches('/')
             .to_string(),
         image: cfg.image.unwrap_or_default(),
-        labels: cfg.labels.unwrap_or_default().into_iter().collect(),
-        state: st
-            .status
-            .map(|s| State::parse(s.as_ref()))
-            .unwrap_or_default(),
+        labels: cfg.labels.unwrap_or_default(),
+        state: st.status.as_deref().map(State::parse).unwrap_or_default(),
         health: st
             .health
             .and_then(|h| h.status)
-            .map(|s| Health::parse(s.as_ref()))
+            .map(|s| Health::parse(&s))
             .unwrap_or_default(),
         restart_count: r.restart_count.unwrap_or(0),
         exit_code: st.exit_code.unwrap_or(0),
         oom_killed: st.oom_killed.unwrap_or(false),
-        pid: st.pid.unwrap_or(0).max(0) as u32,
+        pid: u32::try_from(st.pid.unwrap_or(0).max(0)).unwrap_or(0),
         started_at: st.started_at.as_deref().and_then(parse_rfc3339),
         finished_at: st.finished_at.as_deref().and_then(parse_rfc3339),
-        created_at: r
-            .created
-            .as_ref()
-            .and_then(|c| parse_rfc3339(&c.to_string())),
+        created_at: r.created.as_deref().and_then(parse_rfc3339),
         limits: Limits {
             memory_bytes: pos(hc.memory).map(|v| v as u64),
             nano_cpus: pos(hc.nano_cpus).map(|v| v as u64),
@@ -521,7 +613,7 @@ fn from_inspect(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
         cgroup_parent: hc.cgroup_parent.unwrap_or_default(),
         oom_events: 0,
         recent_starts: Vec::new(),
-    }
+    })
 }
 
 fn from_stats(r: bollard::models::ContainerStatsResponse) -> ContainerStats {

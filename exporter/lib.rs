@@ -10,21 +10,27 @@
 //!
 //! ```text
 //! collect ──► snapshot ──► exposition   (/metrics)
-//!                     └──► engine ──► notify | act   (notify and act: later issues)
+//!                     └──► engine ──► seam ──► transition log | notify | act (later issues)
 //! ```
 //!
 //! - [`config`]: the embedded default, the YAML file, environment and flags, validated as a
 //!   whole with `FILE:LINE:COL` errors ([`yamlloc`] finds the locations).
-//! - [`docker_api`]: the one trait lookout reaches Docker through, and its bollard implementation.
-//! - [`collect`]: the [`collect::Collector`] trait, one file per collector, and the runner that
-//!   runs them concurrently under deadlines.
-//! - [`snapshot`]: one cycle's facts as plain data, with rates derived from the previous cycle.
+//! - [`docker_api`]: the one trait lookout reaches Docker through, and its implementation.
+//! - [`collect`]: the [`collect::Collector`] trait, one file per collector, the runner that
+//!   runs them concurrently under deadlines, and the collection loop ([`collect::cycle`]).
+//! - [`snapshot`]: one cycle's facts as plain data, with rates derived from the previous cycle,
+//!   and the identity labels of every target ([`snapshot::labels`]).
 //! - [`exposition`]: the snapshot encoded once per cycle as Prometheus text or OpenMetrics.
 //! - [`engine`]: alert rules (top-level `rules/` holds the default set) evaluated over each
-//!   snapshot and on Docker events; transitions go out on a channel.
-//! - [`http`]: the router (`/metrics`, `/health`, `/ready`, `/`, `/api/v1/containers`).
+//!   snapshot and on Docker events by the engine task, which hands every transition to the
+//!   consumers of its seam ([`engine::seam`]).
+//! - [`publish`]: what the engine task publishes and HTTP reads; readiness and liveness.
+//! - [`reload`]: the reload task, fed by SIGHUP and `POST /-/reload`.
+//! - [`supervise`]: the supervisor that restarts a failed task and reports it.
+//! - [`http`]: the router over a narrow state, and the bounded server.
+//! - [`state_dir`]: the files kept across restarts.
 //! - [`doctor`]: `lookout doctor`'s diagnosis of the environment.
-//! - [`app`]: wiring: build the collectors, run the collection loop, serve HTTP.
+//! - [`app`]: wiring: create the channels, start the tasks, serve HTTP, stop on one signal.
 
 pub mod app;
 pub mod collect;
@@ -34,11 +40,14 @@ pub mod doctor;
 pub mod engine;
 pub mod exposition;
 pub mod http;
+pub mod publish;
+pub mod reload;
 pub mod snapshot;
 pub mod state_dir;
+pub mod supervise;
 pub mod yamlloc;
 
-pub use app::{collect_once, run};
+pub use app::{collect_once, run, Io};
 
 /// The Rust version lookout was built with (for `lookout_build_info`).
 pub const RUSTC_VERSION: &str = env!("LOOKOUT_RUSTC_VERSION");

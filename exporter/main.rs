@@ -46,9 +46,37 @@ struct Global {
         value_name = "FILE"
     )]
     config: Option<PathBuf>,
-    /// Address to listen on, host:port [env: LOOKOUT_LISTEN; default 0.0.0.0:9659].
-    #[arg(long = "listen", global = true, value_name = "ADDR")]
+    /// Address to listen on, host:port [env: LOOKOUT_LISTEN; default 0.0.0.0:9659]. `--listen`
+    /// is the same flag.
+    #[arg(
+        long = "web.listen-address",
+        visible_alias = "listen",
+        global = true,
+        value_name = "ADDR"
+    )]
     listen: Option<String>,
+    /// Path under which to expose metrics [default /metrics].
+    #[arg(long = "web.telemetry-path", global = true, value_name = "PATH")]
+    telemetry_path: Option<String>,
+    /// Enable reload over HTTP (POST /-/reload), as Prometheus does. SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    enable_lifecycle: bool,
+    /// Most HTTP connections served at once [default 1024].
+    #[arg(long = "web.max-connections", global = true, value_name = "N")]
+    max_connections: Option<String>,
+    /// A client must send its request headers within this time [default 10s].
+    #[arg(
+        long = "web.read-header-timeout",
+        global = true,
+        value_name = "DURATION"
+    )]
+    read_header_timeout: Option<String>,
+    /// An idle keep-alive connection is closed after this time [default 60s].
+    #[arg(long = "web.idle-timeout", global = true, value_name = "DURATION")]
+    idle_timeout: Option<String>,
+    /// A request must be answered within this time [default 30s].
+    #[arg(long = "web.request-timeout", global = true, value_name = "DURATION")]
+    request_timeout: Option<String>,
     /// Collection interval, e.g. 10s or 1m [env: LOOKOUT_INTERVAL; default 10s].
     #[arg(long = "interval", global = true, value_name = "DURATION")]
     interval: Option<String>,
@@ -67,6 +95,79 @@ struct Global {
     /// Log level or tracing filter (error, warn, info, debug, trace) [env: LOOKOUT_LOG].
     #[arg(long = "log.level", global = true, value_name = "LEVEL")]
     log_level: Option<String>,
+    #[command(flatten)]
+    collectors: CollectorFlags,
+}
+
+/// node_exporter's `--collector.<name>` / `--no-collector.<name>` flags.
+#[derive(Args, Clone, Default)]
+#[command(
+    next_help_heading = "Collectors (node_exporter style; override `collectors:` in the config)"
+)]
+struct CollectorFlags {
+    /// Turn every collector off, then on only those given with --collector.<name>.
+    #[arg(long = "collector.disable-defaults", global = true)]
+    disable_defaults: bool,
+    /// Enable the docker collector (container inventory).
+    #[arg(long = "collector.docker", global = true)]
+    docker: bool,
+    /// Disable the docker collector.
+    #[arg(long = "no-collector.docker", global = true)]
+    no_docker: bool,
+    /// Enable the cgroup collector (container resources).
+    #[arg(long = "collector.cgroup", global = true)]
+    cgroup: bool,
+    /// Disable the cgroup collector.
+    #[arg(long = "no-collector.cgroup", global = true)]
+    no_cgroup: bool,
+    /// Enable the host collector (CPU, memory, load, network, disks I/O).
+    #[arg(long = "collector.host", global = true)]
+    host: bool,
+    /// Disable the host collector.
+    #[arg(long = "no-collector.host", global = true)]
+    no_host: bool,
+    /// Enable the disk collector (filesystems).
+    #[arg(long = "collector.disk", global = true)]
+    disk: bool,
+    /// Disable the disk collector.
+    #[arg(long = "no-collector.disk", global = true)]
+    no_disk: bool,
+    /// Enable the gpu collector (NVIDIA, through NVML).
+    #[arg(long = "collector.gpu", global = true)]
+    gpu: bool,
+    /// Disable the gpu collector.
+    #[arg(long = "no-collector.gpu", global = true)]
+    no_gpu: bool,
+    /// Enable the logs collector (container log lines and matches).
+    #[arg(long = "collector.logs", global = true)]
+    logs: bool,
+    /// Disable the logs collector.
+    #[arg(long = "no-collector.logs", global = true)]
+    no_logs: bool,
+}
+
+impl CollectorFlags {
+    /// (collector, enabled) for each flag given.
+    fn list(&self) -> Vec<(String, bool)> {
+        let pairs = [
+            ("docker", self.docker, self.no_docker),
+            ("cgroup", self.cgroup, self.no_cgroup),
+            ("host", self.host, self.no_host),
+            ("disk", self.disk, self.no_disk),
+            ("gpu", self.gpu, self.no_gpu),
+            ("logs", self.logs, self.no_logs),
+        ];
+        let mut out = Vec::new();
+        for (name, on, off) in pairs {
+            if on {
+                out.push((name.to_string(), true));
+            }
+            if off {
+                out.push((name.to_string(), false));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Subcommand)]
@@ -74,8 +175,11 @@ enum Command {
     /// Run the exporter (the default when no command is given).
     Run,
     /// Validate the config file and its rule files; print every problem as FILE:LINE:COL:
-    /// message; exit 1 if any.
-    Check,
+    /// message; exit 1 if any. `check config FILE` and `check rules FILE...` as in promtool.
+    Check {
+        #[command(subcommand)]
+        what: Option<CheckWhat>,
+    },
     /// Run rule unit tests (see rules/README.md for the format); exit 1 on a mismatch.
     TestRules {
         /// Test files, e.g. rules/tests/*.yml.
@@ -92,6 +196,20 @@ enum Command {
     Doctor,
 }
 
+#[derive(Subcommand)]
+enum CheckWhat {
+    /// Validate a config file and the rule files it names.
+    Config {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Validate rule files.
+    Rules {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
 fn overrides(g: &Global) -> Overrides {
     Overrides {
         listen: g.listen.clone(),
@@ -100,7 +218,14 @@ fn overrides(g: &Global) -> Overrides {
         sysfs: g.sysfs.clone(),
         rootfs: g.rootfs.clone(),
         docker_host: g.docker_host.clone(),
-        ..Default::default()
+        telemetry_path: g.telemetry_path.clone(),
+        enable_lifecycle: g.enable_lifecycle,
+        max_connections: g.max_connections.clone(),
+        read_header_timeout: g.read_header_timeout.clone(),
+        idle_timeout: g.idle_timeout.clone(),
+        request_timeout: g.request_timeout.clone(),
+        collectors: g.collectors.list(),
+        disable_defaults: g.collectors.disable_defaults,
     }
 }
 
@@ -141,17 +266,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = cli.global.clone();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Check => {
-            let name = g
-                .config
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "<embedded default>".into());
-            match load(&g) {
-                Ok(cfg) => check_rules(&name, &cfg),
-                Err(code) => code,
-            }
-        }
+        Command::Check { what } => match what {
+            None => check_config(&g, g.config.clone()),
+            Some(CheckWhat::Config { file }) => check_config(&g, Some(file)),
+            Some(CheckWhat::Rules { files }) => check_rule_files(&files),
+        },
         Command::TestRules { files } => match lookout::engine::testing::run_test_files(&files) {
             Ok(report) => {
                 print!("{report}");
@@ -205,13 +324,19 @@ fn main() -> ExitCode {
             }
         }
         Command::Run => {
+            // Signals first: a SIGHUP sent while lookout starts reloads it once it runs,
+            // rather than killing it; SIGTERM and SIGINT stop it cleanly from now on.
+            let rt = runtime();
+            let signals = {
+                let _enter = rt.enter();
+                Signals::install()
+            };
             init_tracing(g.log_level.as_deref());
             let cfg = match load(&g) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let rt = runtime();
-            let result = rt.block_on(serve(cfg));
+            let result = rt.block_on(serve(cfg, signals));
             // A blocking call that never returns (a wedged GPU) must not hold the exit.
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
             match result {
@@ -222,6 +347,65 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `lookout check [config FILE]`: the config (every problem), then its rule files.
+fn check_config(g: &Global, file: Option<PathBuf>) -> ExitCode {
+    let name = file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<embedded default>".into());
+    let mut g = g.clone();
+    g.config = file;
+    match load(&g) {
+        Ok(cfg) => check_rules(&name, &cfg),
+        Err(code) => code,
+    }
+}
+
+/// `lookout check rules FILE...`: every problem of every file at once.
+fn check_rule_files(files: &[PathBuf]) -> ExitCode {
+    use lookout::engine::rule;
+    let mut sources = Vec::new();
+    let mut failed = false;
+    for f in files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => sources.push(rule::Source {
+                name: f.display().to_string(),
+                text,
+            }),
+            Err(e) => {
+                eprintln!("{}:1:1: cannot read rule file: {e}", f.display());
+                failed = true;
+            }
+        }
+    }
+    match rule::load(&sources) {
+        Ok(l) => {
+            for w in &l.warnings {
+                eprintln!("warning: {w}");
+            }
+            for s in &sources {
+                let n = l.rules.iter().filter(|r| r.file == s.name).count();
+                println!("{}: OK; {n} rules", s.name);
+            }
+        }
+        Err(e) => {
+            for w in &e.warnings {
+                eprintln!("warning: {w}");
+            }
+            for err in &e.errors {
+                eprintln!("{err}");
+            }
+            eprintln!("{} problems in the rule files", e.errors.len());
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -277,34 +461,67 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// SIGTERM, SIGINT and SIGHUP, registered with the OS when installed (inside the runtime).
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+}
+
+async fn serve(cfg: Config, signals: Signals) -> anyhow::Result<()> {
+    let Signals { term, int, hup } = signals;
+    let reload = lookout::reload::Channel::new();
+    if let Some(mut hup) = hup {
+        let handle = reload.handle.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                handle.request(lookout::reload::Origin::Signal);
+            }
+        });
+    }
     let addr = config::bind_address(&cfg.listen);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| {
             format!(
                 "cannot listen on {addr} (is another lookout or exporter already using the port? \
-             choose another with --listen or LOOKOUT_LISTEN)"
+             choose another with --web.listen-address or LOOKOUT_LISTEN)"
             )
         })?;
-    lookout::run(cfg, listener, shutdown_signal()).await
+    let docker = lookout::app::docker_client(&cfg)?;
+    let io = lookout::Io {
+        listener,
+        docker,
+        reload,
+    };
+    lookout::run(cfg, io, shutdown_signal(term, int)).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+async fn shutdown_signal(
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+) {
+    let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = wait(term) => {},
+        _ = wait(int) => {},
     }
-    tracing::info!("shutting down");
 }

@@ -118,16 +118,29 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
         ),
     )
     .unwrap();
+    // --web.enable-lifecycle: POST /-/reload is allowed.
+    let flags = lookout::config::Overrides {
+        enable_lifecycle: true,
+        ..Default::default()
+    };
     let config = lookout::config::Config::load(
         Some(&cfg_path),
         &|k| std::env::var(k).ok().filter(|v| !v.is_empty()),
-        &Default::default(),
+        &flags,
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(lookout::run(config, listener, async {
+    let reload = lookout::reload::Channel::new();
+    // What main's SIGHUP handler holds.
+    let sighup = reload.handle.clone();
+    let io = lookout::Io {
+        listener,
+        docker: lookout::app::docker_client(&config).unwrap(),
+        reload,
+    };
+    let server = tokio::spawn(lookout::run(config, io, async {
         let _ = stopped.await;
     }));
 
@@ -246,9 +259,9 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
     assert_eq!(before_reload.len(), 1);
 
     // SIGHUP with a good set: a rule more, the others unchanged and keeping their alerts.
+    // (main turns SIGHUP into this request; tests/faults.rs sends the real signal.)
     std::fs::write(dir.path().join("rules.yml"), RULES.to_string() + EXTRA_RULE).unwrap();
-    // SAFETY: sending a signal to our own process; run() handles SIGHUP.
-    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+    sighup.request(lookout::reload::Origin::Signal);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, metrics) = http(addr, "GET", "/metrics").await;

@@ -312,9 +312,9 @@ fn reload_applies_the_new_config_or_keeps_the_old_one() {
     }
     let a = Container::run("lookout-it-rla", &[], &["sleep", "3600"]);
     let b = Container::run("lookout-it-rlb", &[], &["sleep", "3600"]);
-    let lk = Lookout::start(
+    let mut lk = Lookout::start(
         "interval: 1s\ndocker:\n  include: [\"lookout-it-rla-*\"]\n",
-        &[],
+        &["--web.enable-lifecycle"],
     );
     let (na, nb) = (
         format!("name=\"{}\"", a.name),
@@ -385,10 +385,61 @@ fn reload_applies_the_new_config_or_keeps_the_old_one() {
     .unwrap();
     let r = support::request(&lk.addr, "POST", "/-/reload", &[]).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+    // The answer names what needs a restart.
+    assert!(
+        r.text()
+            .contains("taking effect at the next restart: collectors.host"),
+        "{}",
+        r.text()
+    );
     assert!(
         lk.log().contains("take effect at the next restart"),
         "{}",
         lk.log()
     );
     assert!(lk.log().contains("collectors.host"));
+
+    // SIGHUP reloads too.
+    std::fs::write(
+        &cfg,
+        format!("{listen}\n{state}\ninterval: 3s\ndocker:\n  include: [\"lookout-it-rlb-*\"]\ncollectors:\n  host: false\n"),
+    )
+    .unwrap();
+    // SAFETY: a signal to the lookout child this test started.
+    unsafe { libc::kill(lk.child.id() as i32, libc::SIGHUP) };
+    wait_until(Duration::from_secs(10), || {
+        support::get(&lk.addr, "/")
+            .text()
+            .contains("Interval: 3s")
+            .then_some(())
+    })
+    .expect("SIGHUP reloaded the config");
+    assert!(lk.child.try_wait().unwrap().is_none(), "still running");
+}
+
+/// `POST /-/reload` is off without `--web.enable-lifecycle` (as in Prometheus); a cross-site
+/// request is refused even with it.
+#[test]
+fn reload_over_http_needs_the_lifecycle_flag() {
+    let off = Lookout::start(
+        "collectors: {docker: false, cgroup: false, gpu: false}\n",
+        &[],
+    );
+    let r = support::request(&off.addr, "POST", "/-/reload", &[]).unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("--web.enable-lifecycle"), "{}", r.text());
+    let on = Lookout::start(
+        "collectors: {docker: false, cgroup: false, gpu: false}\n",
+        &["--web.enable-lifecycle"],
+    );
+    let r = support::request(
+        &on.addr,
+        "POST",
+        "/-/reload",
+        &[("Origin", "http://evil.example")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = support::request(&on.addr, "POST", "/-/reload", &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
 }

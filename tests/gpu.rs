@@ -177,13 +177,14 @@ fn two_stub_gpus_through_nvml_wrapper() {
         vec![
             Part::Docker(Inventory {
                 containers: Arc::new(vec![info]),
+                generation: 1,
                 cgroup_driver: None,
             }),
             Part::Gpu(part),
         ],
         vec![],
         None,
-        Arc::new(vec![]),
+        Arc::new(lookout::snapshot::LabelAllowlist::default()),
     );
     assert_eq!(snap.containers[0].derived.gpu_memory_bytes, Some(GIB));
     let text = render(&snap, Format::Text);

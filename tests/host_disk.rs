@@ -88,7 +88,7 @@ fn fixture_exposition() -> String {
         vec![Part::Host(Box::new(stats)), Part::Disk(fs)],
         vec![],
         None,
-        Arc::new(vec![]),
+        Arc::new(lookout::snapshot::LabelAllowlist::default()),
     );
     render_host_disk(&snap, Format::Text)
 }

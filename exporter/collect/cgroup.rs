@@ -402,8 +402,12 @@ impl Reader {
             Network::Shared
         } else {
             match &h.netdev {
-                Some(f) => match f.read(buf) {
-                    Ok(t) => Network::Own(parse_net_dev(t)),
+                Some(f) => match f.read(buf).map(parse_net_dev) {
+                    Ok(Ok(ifs)) => Network::Own(ifs),
+                    Ok(Err(e)) => {
+                        problems.push(format!("net/dev of {}: {e}", c.name));
+                        Network::Unknown
+                    }
                     Err(_) => Network::Unknown,
                 },
                 None => Network::Unknown,
@@ -799,37 +803,11 @@ pub fn weight_to_shares(weight: u64) -> u64 {
     2 + (weight.saturating_sub(1) * 262142) / 9999
 }
 
-/// `/proc/<pid>/net/dev`, loopback excluded.
-pub fn parse_net_dev(text: &str) -> Vec<NetInterface> {
-    let mut out = Vec::new();
-    for line in text.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        let name = name.trim();
-        if name == "lo" {
-            continue;
-        }
-        let v: Vec<u64> = rest
-            .split_ascii_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        if v.len() < 16 {
-            continue;
-        }
-        out.push(NetInterface {
-            name: name.to_string(),
-            rx_bytes: v[0],
-            rx_packets: v[1],
-            rx_errors: v[2],
-            rx_dropped: v[3],
-            tx_bytes: v[8],
-            tx_packets: v[9],
-            tx_errors: v[10],
-            tx_dropped: v[11],
-        });
-    }
-    out
+/// A container's `/proc/<pid>/net/dev` (the shared parser), loopback excluded.
+pub fn parse_net_dev(text: &str) -> Result<Vec<NetInterface>, String> {
+    let mut ifs = super::host::parse_net_dev(text)?;
+    ifs.retain(|i| i.name != "lo");
+    Ok(ifs)
 }
 
 /// Docker stats API samples for containers without readable cgroups, refreshed in the background
@@ -842,7 +820,7 @@ struct ApiPoller {
 }
 
 /// The collector: reads cgroups for the Docker collector's running containers.
-pub struct CgroupCollector<D: DockerApi> {
+pub struct CgroupCollector<D: DockerApi + ?Sized> {
     docker: Arc<DockerState>,
     api: Arc<D>,
     reader: Arc<Mutex<Reader>>,
@@ -850,7 +828,7 @@ pub struct CgroupCollector<D: DockerApi> {
     interval: Duration,
 }
 
-impl<D: DockerApi> CgroupCollector<D> {
+impl<D: DockerApi + ?Sized> CgroupCollector<D> {
     pub fn new(
         docker: Arc<DockerState>,
         api: Arc<D>,
@@ -917,7 +895,7 @@ impl<D: DockerApi> CgroupCollector<D> {
     }
 }
 
-impl<D: DockerApi> Collector for CgroupCollector<D> {
+impl<D: DockerApi + ?Sized> Collector for CgroupCollector<D> {
     fn name(&self) -> &'static str {
         "cgroup"
     }

@@ -3,25 +3,56 @@
 //!
 //! A background watcher owns the connection. When the daemon goes away it keeps the last known
 //! inventory (containers are not reported as gone), marks the collector failed, and reconnects
-//! with backoff; on reconnect it resyncs and replays the events it missed.
+//! with backoff. Each new session first re-inspects every container (a daemon restart keeps a
+//! `--restart always` container's state word but gives it a new pid, `StartedAt` and
+//! `RestartCount`), and replays the events it missed from the time of the last one it saw. A
+//! container whose inspect fails (a 500, an answer lookout cannot read) keeps its last facts;
+//! the error is logged once and the session goes on.
+//!
+//! What only lookout knows of a container (restarts seen in the last 10 minutes, OOM events
+//! counted) is kept in `state_dir/containers.json`, so a restart of lookout does not reset
+//! `restarts_recent` or `container_oom_events_total`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::{CollectError, CollectFuture, Collector};
 use crate::config::NameFilter;
 use crate::docker_api::{DaemonInfo, DockerApi, DockerError, DockerEvent};
 use crate::snapshot::{ContainerInfo, Inventory, Part};
+use crate::state_dir::StateDir;
 
 /// Restarts are counted over this window for `restarts_recent`.
 const RECENT: f64 = 600.0;
+/// The file lookout's own container facts are kept in.
+pub const FACTS_FILE: &str = "containers.json";
+/// The shortest resync period (a shorter `docker.resync` is refused by the config).
+pub const MIN_RESYNC: Duration = Duration::from_secs(1);
 
-/// The inventory and connection state, shared by the watcher, the collectors and the HTTP API.
+/// What lookout alone knows of a container, kept across its restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct SavedFacts {
+    /// The start time last seen (to count a restart that happened while lookout was down).
+    started_at: Option<f64>,
+    recent_starts: Vec<f64>,
+    oom_events: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedFile {
+    version: u32,
+    containers: HashMap<String, SavedFacts>,
+}
+
+/// The inventory and connection state, shared by the watcher, the collectors, the engine and
+/// the HTTP API.
 pub struct DockerState {
     containers: RwLock<HashMap<String, ContainerInfo>>,
     /// Bumped on every inventory change.
@@ -33,10 +64,30 @@ pub struct DockerState {
     daemon: Mutex<Option<DaemonInfo>>,
     events: broadcast::Sender<DockerEvent>,
     filter: RwLock<NameFilter>,
+    /// Unix ns of the last event taken in; a new session replays from there.
+    last_event_nanos: AtomicI64,
+    /// Containers whose last inspect failed, with the error (logged once per error).
+    failing: Mutex<HashMap<String, String>>,
+    /// Facts restored from `state_dir` for containers not inspected yet this run.
+    restored: Mutex<HashMap<String, SavedFacts>>,
+    /// Whether facts changed since the last save.
+    facts_dirty: AtomicBool,
 }
 
 impl DockerState {
     pub fn new(filter: NameFilter) -> Arc<DockerState> {
+        DockerState::with_facts(filter, &StateDir::none())
+    }
+
+    /// A state that starts from the container facts saved in `state`.
+    pub fn with_facts(filter: NameFilter, state: &StateDir) -> Arc<DockerState> {
+        let restored = match state.load::<SavedFile>(FACTS_FILE) {
+            Ok(f) => f.map(|f| f.containers).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "starting without the saved container facts");
+                HashMap::new()
+            }
+        };
         Arc::new(DockerState {
             containers: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
@@ -47,11 +98,20 @@ impl DockerState {
             daemon: Mutex::new(None),
             events: broadcast::channel(1024).0,
             filter: RwLock::new(filter),
+            last_event_nanos: AtomicI64::new(0),
+            failing: Mutex::new(HashMap::new()),
+            restored: Mutex::new(restored),
+            facts_dirty: AtomicBool::new(false),
         })
     }
 
     /// The watched containers (name filter applied), sorted by name; cheap when unchanged.
     pub fn view(&self) -> Arc<Vec<ContainerInfo>> {
+        self.view_at().1
+    }
+
+    /// The watched containers and the inventory generation they are as of.
+    pub fn view_at(&self) -> (u64, Arc<Vec<ContainerInfo>>) {
         let gen = self.generation.load(Ordering::Acquire);
         let mut v = self.view.lock().unwrap();
         if v.0 != gen {
@@ -65,7 +125,7 @@ impl DockerState {
             list.sort_by(|a, b| a.name.cmp(&b.name));
             *v = (gen, Arc::new(list));
         }
-        v.1.clone()
+        (v.0, v.1.clone())
     }
 
     /// Watch other containers from now on (a config reload).
@@ -98,7 +158,15 @@ impl DockerState {
     /// Take a fresh inspect result in, keeping what only lookout tracks.
     fn upsert(&self, mut info: ContainerInfo, now: f64) {
         let mut map = self.containers.write().unwrap();
-        if let Some(old) = map.get(&info.id) {
+        let before = match map.get(&info.id) {
+            Some(old) => Some(SavedFacts {
+                started_at: old.started_at,
+                recent_starts: old.recent_starts.clone(),
+                oom_events: old.oom_events,
+            }),
+            None => self.restored.lock().unwrap().remove(&info.id),
+        };
+        if let Some(old) = &before {
             info.oom_events = old.oom_events;
             info.recent_starts = old.recent_starts.clone();
             if let (Some(prev), Some(new)) = (old.started_at, info.started_at) {
@@ -108,6 +176,17 @@ impl DockerState {
             }
         }
         info.recent_starts.retain(|t| now - t <= RECENT);
+        let facts_changed = match &before {
+            Some(old) => {
+                old.recent_starts != info.recent_starts
+                    || old.oom_events != info.oom_events
+                    || old.started_at != info.started_at
+            }
+            None => true,
+        };
+        if facts_changed {
+            self.facts_dirty.store(true, Ordering::Release);
+        }
         if map.get(&info.id) != Some(&info) {
             map.insert(info.id.clone(), info);
             drop(map);
@@ -117,13 +196,16 @@ impl DockerState {
 
     fn remove(&self, id: &str) {
         if self.containers.write().unwrap().remove(id).is_some() {
+            self.facts_dirty.store(true, Ordering::Release);
             self.changed();
         }
+        self.failing.lock().unwrap().remove(id);
     }
 
     fn count_oom(&self, id: &str) {
         if let Some(c) = self.containers.write().unwrap().get_mut(id) {
             c.oom_events += 1;
+            self.facts_dirty.store(true, Ordering::Release);
             self.changed();
         }
     }
@@ -131,6 +213,70 @@ impl DockerState {
     fn set_error(&self, err: &DockerError) {
         self.connected.store(false, Ordering::Release);
         *self.last_error.lock().unwrap() = Some(err.to_string());
+    }
+
+    /// An inspect of one container failed: it keeps its last facts; say so once per error.
+    fn inspect_failed(&self, id: &str, err: &DockerError) {
+        let msg = err.to_string();
+        let mut failing = self.failing.lock().unwrap();
+        if failing.get(id) != Some(&msg) {
+            let name = self
+                .containers
+                .read()
+                .unwrap()
+                .get(id)
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            tracing::warn!(container = %id, name = %name, error = %msg, "cannot inspect this container; keeping its last known facts");
+            failing.insert(id.to_string(), msg);
+        }
+    }
+
+    fn inspect_ok(&self, id: &str) {
+        if self.failing.lock().unwrap().remove(id).is_some() {
+            tracing::info!(container = %id, "container inspects again");
+        }
+    }
+
+    fn saw_event(&self, ev: &DockerEvent) {
+        self.last_event_nanos
+            .fetch_max(ev.time_nano, Ordering::AcqRel);
+    }
+
+    /// Save the facts only lookout knows, when they changed (called once per cycle).
+    pub fn save_facts(&self, state: &StateDir) {
+        if state.dir().is_none() || !self.facts_dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut containers: HashMap<String, SavedFacts> = self
+            .containers
+            .read()
+            .unwrap()
+            .values()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    SavedFacts {
+                        started_at: c.started_at,
+                        recent_starts: c.recent_starts.clone(),
+                        oom_events: c.oom_events,
+                    },
+                )
+            })
+            .collect();
+        // Facts of containers not seen yet this run stay until a first full resync (the
+        // daemon may be away); that resync drops the facts of containers that are gone.
+        for (id, f) in self.restored.lock().unwrap().iter() {
+            containers.entry(id.clone()).or_insert_with(|| f.clone());
+        }
+        let file = SavedFile {
+            version: 1,
+            containers,
+        };
+        if let Err(e) = state.save(FACTS_FILE, &file) {
+            self.facts_dirty.store(true, Ordering::Release);
+            tracing::warn!(error = %e, "container facts not saved");
+        }
     }
 }
 
@@ -160,8 +306,10 @@ impl Collector for DockerCollector {
             if !s.synced.load(Ordering::Acquire) {
                 return Err(CollectError::failed(error()));
             }
+            let (generation, containers) = s.view_at();
             let inv = Inventory {
-                containers: s.view(),
+                containers,
+                generation,
                 cgroup_driver: s
                     .daemon()
                     .map(|d| d.cgroup_driver)
@@ -182,33 +330,44 @@ impl Collector for DockerCollector {
     }
 }
 
-/// Follow the daemon until `shutdown`: resync, then events, reconnecting with backoff.
-pub async fn watch<D: DockerApi>(api: Arc<D>, state: Arc<DockerState>, resync: Duration) {
+/// Follow the daemon until `token` is cancelled: resync, then events, reconnecting with
+/// backoff.
+pub async fn watch<D: DockerApi + ?Sized>(
+    api: Arc<D>,
+    state: Arc<DockerState>,
+    resync: Duration,
+    token: CancellationToken,
+) {
+    let resync = resync.max(MIN_RESYNC);
     let mut backoff = Duration::from_millis(250);
     let mut logged: Option<String> = None;
     loop {
-        match session(&*api, &state, resync, &mut backoff).await {
-            Ok(()) => {}
-            Err(e) => {
-                let was_connected = state.is_connected();
-                state.set_error(&e);
-                let msg = e.to_string();
-                if was_connected {
-                    tracing::warn!(error = %msg, "docker daemon connection lost; keeping the last inventory and reconnecting with backoff");
-                } else if logged.is_none() {
-                    tracing::warn!(error = %msg, "cannot reach the docker daemon; retrying with backoff");
-                } else if logged.as_deref() != Some(msg.as_str()) {
-                    tracing::info!(error = %msg, "docker daemon still unreachable");
-                }
-                logged = Some(msg);
+        let outcome = tokio::select! {
+            r = session(&*api, &state, resync, &mut backoff) => r,
+            _ = token.cancelled() => return,
+        };
+        if let Err(e) = outcome {
+            let was_connected = state.is_connected();
+            state.set_error(&e);
+            let msg = e.to_string();
+            if was_connected {
+                tracing::warn!(error = %msg, "docker daemon connection lost; keeping the last inventory and reconnecting with backoff");
+            } else if logged.is_none() {
+                tracing::warn!(error = %msg, "cannot reach the docker daemon; retrying with backoff");
+            } else if logged.as_deref() != Some(msg.as_str()) {
+                tracing::info!(error = %msg, "docker daemon still unreachable");
             }
+            logged = Some(msg);
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = token.cancelled() => return,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
-async fn session<D: DockerApi>(
+async fn session<D: DockerApi + ?Sized>(
     api: &D,
     state: &DockerState,
     resync_every: Duration,
@@ -216,17 +375,34 @@ async fn session<D: DockerApi>(
 ) -> Result<(), DockerError> {
     let info = api.info().await?;
     *state.daemon.lock().unwrap() = Some(info);
-    // Subscribe from just before the list, so nothing between them is missed.
-    let since = crate::now_unix() as i64 - 1;
+    // Subscribe before the list, so nothing between them is missed: from the last event seen
+    // (replaying what happened while disconnected), else from just before now.
+    let last = state.last_event_nanos.load(Ordering::Acquire);
+    let since = if last > 0 {
+        last / 1_000_000_000
+    } else {
+        crate::now_unix() as i64 - 1
+    };
     let mut events = api.events(Some(since));
-    resync(api, state).await?;
+    // Every container again: a daemon restart changes pids and start times under unchanged
+    // state words.
+    resync(api, state, true).await?;
     let was = state.connected.swap(true, Ordering::AcqRel);
     state.synced.store(true, Ordering::Release);
+    {
+        // Containers listed now had their saved facts taken in; the rest are gone.
+        let mut restored = state.restored.lock().unwrap();
+        if !restored.is_empty() {
+            restored.clear();
+            state.facts_dirty.store(true, Ordering::Release);
+        }
+    }
     if !was && state.last_error.lock().unwrap().take().is_some() {
         tracing::info!("docker daemon connection restored");
     }
     *backoff = Duration::from_millis(250);
     let mut ticker = tokio::time::interval(resync_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
         tokio::select! {
@@ -238,15 +414,50 @@ async fn session<D: DockerApi>(
                     reason: "event stream closed".into(),
                 }),
             },
-            _ = ticker.tick() => resync(api, state).await?,
+            _ = ticker.tick() => resync(api, state, false).await?,
         }
     }
 }
 
-/// List everything; inspect what is new or whose state changed; drop what is gone.
+/// The health word in a list entry's status ("Up 5 minutes (healthy)").
+fn listed_health(status: &str) -> &'static str {
+    if status.contains("(unhealthy)") {
+        "unhealthy"
+    } else if status.contains("(healthy)") {
+        "healthy"
+    } else if status.contains("(health: starting)") {
+        "starting"
+    } else {
+        "none"
+    }
+}
+
+/// Inspect one container into the inventory. A transport error ends the session (Err); any
+/// other failure is that container's alone: it keeps its last facts.
+async fn refresh<D: DockerApi + ?Sized>(
+    api: &D,
+    state: &DockerState,
+    id: &str,
+    now: f64,
+) -> Result<(), DockerError> {
+    match api.inspect(id).await {
+        Ok(Some(info)) => {
+            state.inspect_ok(id);
+            state.upsert(info, now);
+        }
+        Ok(None) | Err(DockerError::NotFound) => state.remove(id),
+        Err(e @ DockerError::Unreachable { .. }) => return Err(e),
+        Err(e) => state.inspect_failed(id, &e),
+    }
+    Ok(())
+}
+
+/// List everything; inspect what is new or whose state changed (every container when `full`,
+/// and those whose last inspect failed); drop what is gone.
 pub async fn resync<D: DockerApi + ?Sized>(
     api: &D,
     state: &DockerState,
+    full: bool,
 ) -> Result<(), DockerError> {
     let listed = api.list().await?;
     let now = crate::now_unix();
@@ -262,29 +473,17 @@ pub async fn resync<D: DockerApi + ?Sized>(
             )
         })
         .collect();
-    let mut seen = std::collections::HashSet::new();
+    let failing: HashSet<String> = state.failing.lock().unwrap().keys().cloned().collect();
+    let mut seen = HashSet::new();
     for l in &listed {
         seen.insert(l.id.clone());
-        let health = if l.status.contains("(unhealthy)") {
-            "unhealthy"
-        } else if l.status.contains("(healthy)") {
-            "healthy"
-        } else if l.status.contains("(health: starting)") {
-            "starting"
-        } else {
-            "none"
-        };
-        let fresh = match known.get(&l.id) {
-            Some((st, h)) => *st == l.state && (h == health || (health == "none" && h == "none")),
-            None => false,
-        };
-        if fresh {
-            continue;
-        }
-        match api.inspect(&l.id).await {
-            Ok(Some(info)) => state.upsert(info, now),
-            Ok(None) | Err(DockerError::NotFound) => {}
-            Err(e) => return Err(e),
+        let fresh = !full
+            && !failing.contains(&l.id)
+            && known
+                .get(&l.id)
+                .is_some_and(|(st, h)| *st == l.state && h == listed_health(&l.status));
+        if !fresh {
+            refresh(api, state, &l.id, now).await?;
         }
     }
     let gone: Vec<String> = known
@@ -319,21 +518,24 @@ async fn handle_event<D: DockerApi + ?Sized>(
         )
         || ev.id.is_empty()
     {
+        state.saw_event(&ev);
         return Ok(());
     }
+    // A session replays from the whole second of the last event seen: those already taken
+    // in are refreshed again (harmless) but not counted or announced twice.
+    let replayed = ev.time_nano <= state.last_event_nanos.load(Ordering::Acquire);
     match kind {
         "destroy" => state.remove(&ev.id),
         _ => {
-            if kind == "oom" {
+            if kind == "oom" && !replayed {
                 state.count_oom(&ev.id);
             }
-            match api.inspect(&ev.id).await {
-                Ok(Some(info)) => state.upsert(info, crate::now_unix()),
-                Ok(None) | Err(DockerError::NotFound) => state.remove(&ev.id),
-                Err(e) => return Err(e),
-            }
+            refresh(api, state, &ev.id, crate::now_unix()).await?;
         }
     }
-    let _ = state.events.send(ev);
+    if !replayed {
+        state.saw_event(&ev);
+        let _ = state.events.send(ev);
+    }
     Ok(())
 }

@@ -247,7 +247,7 @@ impl GpuCollector {
             processes,
             driver_version: reading.driver_version,
             nvml_version: reading.nvml_version,
-            hostname: hostname(&self.procfs),
+            hostname: super::host::hostname(&self.procfs),
         };
         if reading.problems.is_empty() {
             Ok(part)
@@ -460,25 +460,6 @@ fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The host's name (DCGM's `Hostname` label): `<procfs>/sys/kernel/hostname`, which is the
-/// host's even when lookout runs in a container with the host's /proc mounted, else gethostname.
-pub fn hostname(procfs: &Path) -> String {
-    if let Ok(s) = std::fs::read_to_string(procfs.join("sys/kernel/hostname")) {
-        let s = s.trim();
-        if !s.is_empty() {
-            return s.to_string();
-        }
-    }
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 /// The last XID error of each GPU whose XID events could be registered, kept by a thread that
 /// waits on an NVML event set (with its own NVML handle, since event sets borrow it).
 struct XidWatch {
@@ -651,16 +632,6 @@ mod tests {
         ] {
             assert_eq!(container_id_from_cgroup(text), None, "{text:?}");
         }
-    }
-
-    #[test]
-    fn hostname_prefers_procfs() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("sys/kernel")).unwrap();
-        std::fs::write(dir.path().join("sys/kernel/hostname"), "gpu-box-7\n").unwrap();
-        assert_eq!(hostname(dir.path()), "gpu-box-7");
-        // Without it: the system call, which is never empty on Linux.
-        assert!(!hostname(&dir.path().join("missing")).is_empty());
     }
 
     #[test]

@@ -21,8 +21,7 @@ use super::disk::DiskCollector;
 use super::{CollectError, CollectFuture, Collector};
 use crate::config::Config;
 use crate::snapshot::{
-    CpuTimes, DiskIo, HostNetInterface, HostStats, MemField, Meminfo, Part, Pressure, Snapshot,
-    Uname,
+    CpuTimes, DiskIo, HostStats, MemField, Meminfo, NetInterface, Part, Pressure, Snapshot, Uname,
 };
 
 /// node_exporter's default `--collector.diskstats.device-exclude`: partitions, RAM disks,
@@ -256,8 +255,10 @@ pub fn parse_loadavg(text: &str) -> Result<(f64, f64, f64), String> {
     ))
 }
 
-/// `/proc/net/dev`: every interface's receive and transmit counters.
-pub fn parse_net_dev(text: &str) -> Result<Vec<HostNetInterface>, String> {
+/// `/proc/net/dev` (the host's, or a container's `/proc/<pid>/net/dev`): every interface's
+/// receive and transmit counters, loopback included. The one parser of this file: the host
+/// collector and the cgroup collector both use it.
+pub fn parse_net_dev(text: &str) -> Result<Vec<NetInterface>, String> {
     let mut out = Vec::new();
     for line in text.lines().skip(2) {
         let Some((name, rest)) = line.split_once(':') else {
@@ -269,16 +270,16 @@ pub fn parse_net_dev(text: &str) -> Result<Vec<HostNetInterface>, String> {
         for slot in v.iter_mut() {
             *slot = num(f.next(), device)?;
         }
-        out.push(HostNetInterface {
-            device: device.to_string(),
+        out.push(NetInterface {
+            name: device.to_string(),
             rx_bytes: v[0],
             rx_packets: v[1],
-            rx_errs: v[2],
-            rx_drop: v[3],
+            rx_errors: v[2],
+            rx_dropped: v[3],
             tx_bytes: v[8],
             tx_packets: v[9],
-            tx_errs: v[10],
-            tx_drop: v[11],
+            tx_errors: v[10],
+            tx_dropped: v[11],
         });
     }
     Ok(out)
@@ -338,6 +339,27 @@ pub fn parse_pressure(resource: &str, text: &str) -> Result<Pressure, String> {
     })
 }
 
+/// This machine's name: the one name lookout gives the host everywhere (the host alerts'
+/// `instance`, `node_uname_info{nodename}`, DCGM's `Hostname`). `<procfs>/sys/kernel/hostname`
+/// when it can be read (with the host's /proc mounted, the host's), else `gethostname(2)`.
+pub fn hostname(procfs: &Path) -> String {
+    if let Ok(s) = std::fs::read_to_string(procfs.join("sys/kernel/hostname")) {
+        let s = s.trim();
+        if !s.is_empty() {
+            return s.to_string();
+        }
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL either way.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 /// `node_uname_info`'s fields from `<procfs>/sys/kernel/*` (so a fixture tree can supply
 /// them), each falling back to `uname(2)` where its file is missing.
 pub fn read_uname(procfs: &Path) -> Uname {
@@ -352,7 +374,7 @@ pub fn read_uname(procfs: &Path) -> Uname {
         release: file("osrelease").unwrap_or_default(),
         version: file("version").unwrap_or_default(),
         machine: file("arch").unwrap_or_default(),
-        nodename: file("hostname").unwrap_or_default(),
+        nodename: hostname(procfs),
         domainname: file("domainname").unwrap_or_default(),
     };
     let empty = [
@@ -460,6 +482,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hostname_prefers_procfs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/kernel")).unwrap();
+        std::fs::write(dir.path().join("sys/kernel/hostname"), "gpu-box-7\n").unwrap();
+        assert_eq!(hostname(dir.path()), "gpu-box-7");
+        // Without it: the system call, which is never empty on Linux.
+        assert!(!hostname(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
     fn stat_cpus_and_btime() {
         let text = "cpu  300 0 100 900 10 0 5 2 0 0\n\
                     cpu0 150 0 50 450 5 0 3 1 0 0\n\
@@ -509,13 +541,18 @@ mod tests {
                    eth0:173392014 6541 1 2 0 0 0 0 477901 4519 3 4 0 0 0 0\n";
         let n = parse_net_dev(net).unwrap();
         assert_eq!(n.len(), 2);
-        assert_eq!(n[0].device, "lo");
+        assert_eq!(n[0].name, "lo");
         assert_eq!(
-            (n[1].rx_bytes, n[1].rx_errs, n[1].rx_drop),
+            (n[1].rx_bytes, n[1].rx_errors, n[1].rx_dropped),
             (173392014, 1, 2)
         );
         assert_eq!(
-            (n[1].tx_bytes, n[1].tx_packets, n[1].tx_errs, n[1].tx_drop),
+            (
+                n[1].tx_bytes,
+                n[1].tx_packets,
+                n[1].tx_errors,
+                n[1].tx_dropped
+            ),
             (477901, 4519, 3, 4)
         );
         assert!(parse_net_dev("a\nb\neth0: 1 2 3\n").is_err());

@@ -322,7 +322,7 @@ enum Step {
 }
 
 /// One container's follower: reads its runs one after another.
-struct Follower<D: DockerApi> {
+struct Follower<D: DockerApi + ?Sized> {
     api: Arc<D>,
     id: String,
     name: String,
@@ -336,7 +336,7 @@ struct Follower<D: DockerApi> {
     logged: Option<String>,
 }
 
-impl<D: DockerApi> Follower<D> {
+impl<D: DockerApi + ?Sized> Follower<D> {
     async fn run(mut self, read_first: bool) {
         let mut step = if read_first { Step::Read } else { Step::Wait };
         loop {
@@ -442,7 +442,7 @@ struct Table {
     known: HashSet<String>,
 }
 
-struct Inner<D: DockerApi> {
+struct Inner<D: DockerApi + ?Sized> {
     api: Arc<D>,
     docker: Arc<DockerState>,
     rules: Vec<(NameFilter, Regex)>,
@@ -452,12 +452,12 @@ struct Inner<D: DockerApi> {
 }
 
 /// Counts log lines and pattern matches of opted-in containers.
-pub struct LogCollector<D: DockerApi> {
+pub struct LogCollector<D: DockerApi + ?Sized> {
     inner: Arc<Inner<D>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl<D: DockerApi> LogCollector<D> {
+impl<D: DockerApi + ?Sized> LogCollector<D> {
     /// Nothing is started until the first `collect()` (which runs inside the runtime).
     pub fn new(api: Arc<D>, docker: Arc<DockerState>, rules: &[LogRule]) -> LogCollector<D> {
         let rules = rules
@@ -494,7 +494,7 @@ impl<D: DockerApi> LogCollector<D> {
     }
 }
 
-impl<D: DockerApi> Drop for LogCollector<D> {
+impl<D: DockerApi + ?Sized> Drop for LogCollector<D> {
     fn drop(&mut self) {
         if let Some(h) = self.supervisor.lock().unwrap().take() {
             h.abort();
@@ -505,7 +505,7 @@ impl<D: DockerApi> Drop for LogCollector<D> {
     }
 }
 
-impl<D: DockerApi> Collector for LogCollector<D> {
+impl<D: DockerApi + ?Sized> Collector for LogCollector<D> {
     fn name(&self) -> &'static str {
         "logs"
     }
@@ -519,7 +519,7 @@ impl<D: DockerApi> Collector for LogCollector<D> {
     }
 }
 
-impl<D: DockerApi> Inner<D> {
+impl<D: DockerApi + ?Sized> Inner<D> {
     async fn supervise(self: Arc<Self>) {
         let mut events = self.docker.subscribe();
         let mut tick = tokio::time::interval(TICK);

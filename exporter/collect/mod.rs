@@ -6,6 +6,7 @@
 //! changes or recovers), never every cycle.
 
 pub mod cgroup;
+pub mod cycle;
 pub mod disk;
 pub mod docker;
 pub mod gpu;

@@ -1,5 +1,7 @@
 //! Docker's logs endpoint read with bounded memory: just enough HTTP/1.1 (over the unix socket
-//! or tcp) to follow `GET /containers/{id}/logs`, and decoders for its two stream formats.
+//! or tcp) to follow `GET /containers/{id}/logs`, and decoders for its two stream formats. The
+//! same small client reads the inspect and list answers whole ([`Response::bytes`]), which
+//! lookout parses leniently itself.
 //!
 //! bollard's decoder holds a TTY container's raw stream until a newline, so a long line (or a
 //! progress bar that never writes one) costs its length in memory. Here every buffer has a
@@ -189,6 +191,22 @@ async fn read_response(mut conn: Box<dyn Conn>) -> Result<Response, HttpError> {
 }
 
 impl Response {
+    /// The whole body, for the small JSON answers (inspect, list) that lookout parses itself
+    /// so that one value it does not know never fails the whole answer. More than `max` bytes
+    /// is an error.
+    pub async fn bytes(mut self, max: usize) -> Result<Bytes, HttpError> {
+        let mut out = BytesMut::new();
+        while let Some(b) = self.body.next().await? {
+            if out.len() + b.len() > max {
+                return Err(HttpError::Malformed(format!(
+                    "response body larger than {max} bytes"
+                )));
+            }
+            out.extend_from_slice(&b);
+        }
+        Ok(out.freeze())
+    }
+
     /// The body as log chunks, in the given format.
     pub fn chunks(self, format: Format) -> impl Stream<Item = Result<LogChunk, HttpError>> + Send {
         let reader = Reader {

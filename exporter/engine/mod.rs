@@ -8,24 +8,28 @@
 //!   view the API and `/metrics` read, persistence across restarts, and reload.
 //! - [`testing`]: `lookout test-rules`.
 //!
-//! Transitions go out on a broadcast channel the engine owns; notification and actions
-//! subscribe to it. The engine knows nothing of them.
+//! - [`task`]: the engine task, which owns the [`Engine`] (no lock), evaluates each snapshot
+//!   and each Docker event in order, and hands transitions to the [`seam`].
+//! - [`seam`]: where consumers (the transition log today; notification and actions later)
+//!   receive every transition, in order, with backpressure. The engine knows nothing of them:
+//!   evaluation returns transitions and never sends anything itself.
 
 pub mod expr;
+pub mod journal;
 pub mod rule;
+pub mod seam;
 pub mod state;
+pub mod task;
 pub mod template;
 pub mod testing;
 pub mod vars;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use evalexpr::Value;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
 use expr::Truth;
 use rule::{Loaded, Rule};
@@ -33,21 +37,10 @@ use state::{Instance, Phase, Transition};
 use vars::{Scope, Target};
 
 use crate::snapshot::Snapshot;
+use crate::state_dir::{StateDir, StateError};
 
 /// The file alert state is kept in, inside `state_dir`.
 pub const STATE_FILE: &str = "alerts.json";
-
-/// Why state could not be saved or restored.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("cannot write alert state to {path}: {source}")]
-    Save {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot read alert state from {path}: {message}")]
-    Restore { path: String, message: String },
-}
 
 /// Label or annotation names and values, shared between the engine, its view and events.
 pub type Labels = Arc<BTreeMap<String, String>>;
@@ -191,8 +184,11 @@ pub struct Engine {
     next_id: u32,
     hostname: String,
     pass: u64,
-    tx: broadcast::Sender<AlertEvent>,
-    state_path: Option<PathBuf>,
+    /// The inventory generation at which each container (by target id) was last evaluated on
+    /// a Docker event: a snapshot taken at an older generation does not evaluate it again, so
+    /// an older snapshot never reverts a newer, event-driven state.
+    event_generations: IdMap<u64>,
+    state: StateDir,
     dirty: bool,
     last_duration: f64,
 }
@@ -337,14 +333,22 @@ fn step_one(
     now: f64,
     events: &mut Vec<AlertEvent>,
 ) -> bool {
+    // An instance that is pending or firing holds its state while its reading is unknown (the
+    // first cycle after a restart has no rate yet; a cgroup read failed once): unknown is not
+    // resolved.
+    let hold = |instances: &mut IdMap<Active>| {
+        if let Some(a) = instances.get_mut(&tid) {
+            a.seen = pass;
+        }
+        false
+    };
     let breached = match rule.expr.truth(row) {
-        Ok(truth) => truth == Truth::True,
+        Ok(Truth::True) => true,
+        Ok(Truth::False) => false,
+        Ok(Truth::Unknown) => return hold(instances),
         Err(e) => {
             error.get_or_insert_with(|| format!("{}: {e}", t.name));
-            if let Some(a) = instances.get_mut(&tid) {
-                a.seen = pass;
-            }
-            return false;
+            return hold(instances);
         }
     };
     if !breached && (instances.is_empty() || !instances.contains_key(&tid)) {
@@ -352,11 +356,16 @@ fn step_one(
     }
     let resolved = match &rule.resolve {
         None => !breached,
-        // Unknown (a missing reading) counts as resolved: nothing holds it.
         Some(r) => match r.truth(row) {
-            Ok(truth) => truth != Truth::False,
+            Ok(Truth::True) => true,
+            Ok(Truth::False) => false,
+            Ok(Truth::Unknown) if !breached => return hold(instances),
+            Ok(Truth::Unknown) => false,
             Err(e) => {
                 error.get_or_insert_with(|| format!("{}: resolve: {e}", t.name));
+                if !breached {
+                    return hold(instances);
+                }
                 false
             }
         },
@@ -408,29 +417,6 @@ fn step_one(
     changed
 }
 
-/// The default `state_dir`: `/var/lib/lookout` where it can be written, else
-/// `$XDG_DATA_HOME/lookout`, else `$HOME/.local/share/lookout`.
-pub fn default_state_dir() -> Option<PathBuf> {
-    let mut candidates = vec![PathBuf::from("/var/lib/lookout")];
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        candidates.push(PathBuf::from(x).join("lookout"));
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        candidates.push(PathBuf::from(h).join(".local/share/lookout"));
-    }
-    candidates.into_iter().find(|d| writable(d))
-}
-
-fn writable(dir: &Path) -> bool {
-    if std::fs::create_dir_all(dir).is_err() {
-        return false;
-    }
-    let probe = dir.join(format!(".lookout-probe-{}", std::process::id()));
-    let ok = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    ok
-}
-
 #[derive(Serialize, Deserialize)]
 struct Saved {
     version: u32,
@@ -452,9 +438,9 @@ struct SavedAlert {
 }
 
 impl Engine {
-    /// An engine over `rules`. With a `state_dir`, alert state is restored from and saved to
-    /// `state_dir/alerts.json`.
-    pub fn new(rules: Vec<Rule>, hostname: &str, state_dir: Option<&Path>) -> Engine {
+    /// An engine over `rules`. Alert state is restored from and saved to `alerts.json` in
+    /// `state` (with [`StateDir::none`], it is not kept).
+    pub fn new(rules: Vec<Rule>, hostname: &str, state: StateDir) -> Engine {
         let mut e = Engine {
             slots: Vec::new(),
             by_scope: Default::default(),
@@ -463,8 +449,8 @@ impl Engine {
             next_id: 0,
             hostname: hostname.to_string(),
             pass: 0,
-            tx: broadcast::channel(4096).0,
-            state_path: state_dir.map(|d| d.join(STATE_FILE)),
+            event_generations: IdMap::default(),
+            state,
             dirty: false,
             last_duration: 0.0,
         };
@@ -473,11 +459,6 @@ impl Engine {
             tracing::warn!(error = %err, "starting without the saved alert state");
         }
         e
-    }
-
-    /// Transitions as they happen. Lagging receivers lose the oldest.
-    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
-        self.tx.subscribe()
     }
 
     pub fn rules_loaded(&self) -> usize {
@@ -580,7 +561,9 @@ impl Engine {
     }
 
     /// Evaluate every rule over a snapshot's targets. Scopes whose collector failed are skipped
-    /// (their alerts keep their state); in the others, a target that is gone resolves.
+    /// (their alerts keep their state); in the others, a target that is gone resolves. A
+    /// container evaluated on a Docker event at a newer inventory generation than the
+    /// snapshot's keeps the state that event gave it.
     pub fn evaluate(
         &mut self,
         snap: &Snapshot,
@@ -593,7 +576,7 @@ impl Engine {
             .into_iter()
             .filter(|s| vars::present(snap, *s))
             .collect();
-        let events = self.evaluate_targets(targets, &scopes, now);
+        let events = self.evaluate_at(targets, &scopes, Some(snap.inventory_generation), now);
         self.last_duration = start.elapsed().as_secs_f64();
         events
     }
@@ -602,40 +585,65 @@ impl Engine {
     /// The targets' values are moved out, into one block per scope.
     pub fn evaluate_targets(
         &mut self,
+        targets: Vec<Target>,
+        complete: &[Scope],
+        now: f64,
+    ) -> Vec<AlertEvent> {
+        self.evaluate_at(targets, complete, None, now)
+    }
+
+    fn evaluate_at(
+        &mut self,
         mut targets: Vec<Target>,
         complete: &[Scope],
+        generation: Option<u64>,
         now: f64,
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         for scope in complete {
             let mut of_scope: Vec<&mut Target> =
                 targets.iter_mut().filter(|t| t.scope == *scope).collect();
-            self.eval_scope(*scope, &mut of_scope, true, now, &mut events);
+            let generation = generation.filter(|_| *scope == Scope::Container);
+            self.eval_scope(*scope, &mut of_scope, true, generation, now, &mut events);
+        }
+        if let Some(g) = generation {
+            if complete.contains(&Scope::Container) {
+                // This snapshot has caught up with those events.
+                self.event_generations.retain(|_, e| *e > g);
+            }
         }
         self.collect_ids(&targets);
-        self.send(&events);
         events
     }
 
-    /// Evaluate one container's rules at once (on its Docker event): `target` is its current
-    /// target, None when it no longer exists (its alerts resolve).
+    /// Evaluate one container's rules at once (on its Docker event), with the inventory as of
+    /// `generation`: `target` is its current target, None when it no longer exists (its alerts
+    /// resolve).
     pub fn evaluate_container(
         &mut self,
         id: &str,
         target: Option<&Target>,
+        generation: u64,
         now: f64,
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
+        let key = format!("container/{id}");
+        let tid = self.id(&key);
+        let e = self.event_generations.entry(tid).or_insert(generation);
+        *e = (*e).max(generation);
         match target {
             Some(t) => {
                 let mut t = t.clone();
-                self.eval_scope(Scope::Container, &mut [&mut t], false, now, &mut events)
+                self.eval_scope(
+                    Scope::Container,
+                    &mut [&mut t],
+                    false,
+                    None,
+                    now,
+                    &mut events,
+                )
             }
             None => {
-                let key = format!("container/{id}");
-                let Some(&tid) = self.ids.get(&key) else {
-                    return events;
-                };
                 for &si in &self.by_scope[0] {
                     let slot = &mut self.slots[si];
                     if let Some(mut a) = slot.instances.remove(&tid) {
@@ -647,27 +655,39 @@ impl Engine {
                 }
             }
         }
-        self.send(&events);
         events
     }
 
-    fn send(&self, events: &[AlertEvent]) {
-        for e in events {
-            let _ = self.tx.send(e.clone());
-        }
+    /// The alerts that are pending or firing now, as transitions' consumers reconcile with
+    /// them (at start, after a restart of the engine task).
+    pub fn active_alerts(&self) -> Vec<Alert> {
+        self.view().alerts
     }
 
+    /// `generation`: the snapshot's inventory generation (container scope of a complete pass);
+    /// targets evaluated on a newer Docker event are left as that event left them.
     fn eval_scope(
         &mut self,
         scope: Scope,
         targets: &mut [&mut Target],
         complete: bool,
+        generation: Option<u64>,
         now: f64,
         events: &mut Vec<AlertEvent>,
     ) {
         self.pass += 1;
         let pass = self.pass;
         let ids: Vec<u32> = targets.iter().map(|t| self.id(&t.key)).collect();
+        let newer = |gens: &IdMap<u64>, tid: u32| {
+            generation.is_some_and(|g| gens.get(&tid).is_some_and(|e| *e > g))
+        };
+        let skip: Vec<bool> = if self.event_generations.is_empty() {
+            Vec::new()
+        } else {
+            ids.iter()
+                .map(|tid| newer(&self.event_generations, *tid))
+                .collect()
+        };
         let scope_slots = &self.by_scope[scope_index(scope)];
         // Each distinct matcher this scope's rules use, tested once per target.
         let mut matched: Vec<Vec<bool>> = vec![Vec::new(); self.matchers.len()];
@@ -705,6 +725,12 @@ impl Engine {
                 if selected.is_some_and(|sel| !sel[ti]) {
                     continue;
                 }
+                if skip.get(ti).copied().unwrap_or(false) {
+                    if let Some(a) = instances.get_mut(&ids[ti]) {
+                        a.seen = pass;
+                    }
+                    continue;
+                }
                 if step_one(
                     rule,
                     inputs,
@@ -727,7 +753,7 @@ impl Engine {
                 let gone: Vec<u32> = slot
                     .instances
                     .iter()
-                    .filter(|(_, a)| a.seen != pass)
+                    .filter(|(tid, a)| a.seen != pass && !newer(&self.event_generations, **tid))
                     .map(|(k, _)| *k)
                     .collect();
                 for id in gone {
@@ -772,13 +798,9 @@ impl Engine {
         }
     }
 
-    /// Save the alert state if it changed since the last save (atomically: a temporary file
-    /// renamed over the old one).
-    pub fn save(&mut self) -> Result<(), EngineError> {
-        let Some(path) = &self.state_path else {
-            return Ok(());
-        };
-        if !self.dirty {
+    /// Save the alert state if it changed since the last save (atomically).
+    pub fn save(&mut self) -> Result<(), StateError> {
+        if !self.dirty || self.state.dir().is_none() {
             return Ok(());
         }
         let saved = Saved {
@@ -801,44 +823,17 @@ impl Engine {
                 })
                 .collect(),
         };
-        let err = |source| EngineError::Save {
-            path: path.display().to_string(),
-            source,
-        };
-        let body = serde_json::to_vec_pretty(&saved).map_err(|e| err(e.into()))?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-        std::fs::write(&tmp, &body).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(e)
-        })?;
+        self.state.save(STATE_FILE, &saved)?;
         self.dirty = false;
         Ok(())
     }
 
     /// Take the saved state back: firing alerts stay firing (no new transition), pending ones
     /// keep the time they became active. Alerts of rules that no longer exist are dropped.
-    fn restore(&mut self) -> Result<(), EngineError> {
-        let Some(path) = self.state_path.clone() else {
+    fn restore(&mut self) -> Result<(), StateError> {
+        let Some(saved) = self.state.load::<Saved>(STATE_FILE)? else {
             return Ok(());
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(EngineError::Restore {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })
-            }
-        };
-        let saved: Saved = serde_json::from_str(&text).map_err(|e| EngineError::Restore {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
         let by_id: HashMap<String, usize> = self
             .slots
             .iter()
@@ -879,7 +874,7 @@ impl Engine {
             tracing::info!(
                 restored,
                 dropped,
-                path = %path.display(),
+                path = %self.state.file(STATE_FILE).unwrap_or_default().display(),
                 "alert state restored"
             );
         }

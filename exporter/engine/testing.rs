@@ -31,8 +31,9 @@
 //! `series` have no reading, except a target's identity (a container's `name` and `id` default
 //! to its `name`; a filesystem's `mountpoint` and a GPU's `uuid` too). Text and boolean series
 //! take words: `"running runningx3 exited"`, `"false true"`. Beyond its last sample a series has
-//! no reading. In the container scope every Docker label given also becomes a
-//! `container_label_<name>` alert label.
+//! no reading. Alerts carry the labels a real target's series carry: a container's `id` is its
+//! cgroup path (`/docker/<id>`), and every Docker label given becomes a
+//! `container_label_<name>` alert label; a GPU's labels are DCGM's, with `Hostname` `localhost`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,7 +46,11 @@ use super::rule::{self, Source};
 use super::vars::{Kind, Scope, Target};
 use super::{Alert, Engine};
 use crate::config::parse_duration;
+use crate::snapshot::labels;
 use crate::yamlloc::{self, Locations};
+
+/// The host name of the engine tests run on (the host target's `instance`, DCGM's `Hostname`).
+const HOSTNAME: &str = "localhost";
 
 /// Why test files could not be run at all.
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +258,11 @@ fn run_file(path: &Path) -> FileReport {
         let base = format!("tests[{i}]");
         match prepare(case, &base) {
             Ok(targets) => {
-                let engine = Engine::new(loaded.rules.clone(), "localhost", None);
+                let engine = Engine::new(
+                    loaded.rules.clone(),
+                    HOSTNAME,
+                    crate::state_dir::StateDir::none(),
+                );
                 report.cases.push(CaseResult {
                     name: case.name.clone(),
                     failures: run_case(engine, &targets, case, interval),
@@ -332,7 +341,7 @@ fn prepare(case: &TestCase, base: &str) -> Result<Vec<Timed>, Problems> {
         let names = scope.names().names;
         let mut slots: Vec<Slot> = names.iter().map(|_| Slot::Const(Value::Empty)).collect();
         let name = t.name.clone().unwrap_or_else(|| match scope {
-            Scope::Host => "localhost".into(),
+            Scope::Host => HOSTNAME.into(),
             _ => format!("{}-{j}", scope.as_str()),
         });
         // Identity defaults.
@@ -388,35 +397,42 @@ fn prepare(case: &TestCase, base: &str) -> Result<Vec<Timed>, Problems> {
                 })
                 .unwrap_or_default()
         };
+        // The same identity labels the engine gives real targets (snapshot::labels).
         let mut labels: Vec<(String, String)> = match scope {
             Scope::Container => {
-                let mut l = vec![
-                    ("id".to_string(), text_of("id")),
-                    ("image".to_string(), text_of("image")),
-                    ("name".to_string(), text_of("name")),
-                ];
-                for (k, v) in &t.labels {
-                    l.push((
-                        format!(
-                            "container_label_{}",
-                            crate::exposition::sanitize_label_name(k)
-                        ),
-                        v.clone(),
-                    ));
-                }
-                l
+                let c = crate::snapshot::Container {
+                    info: crate::snapshot::ContainerInfo {
+                        id: text_of("id"),
+                        image: text_of("image"),
+                        name: text_of("name"),
+                        labels: t.labels.clone(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let keys: Vec<String> = t.labels.keys().cloned().collect();
+                let allow = crate::snapshot::LabelAllowlist::new(&keys);
+                labels::owned(|f| c.identity_labels(&allow, f))
             }
             Scope::Host => vec![("instance".into(), name.clone())],
-            Scope::Filesystem => vec![
-                ("device".into(), text_of("device")),
-                ("fstype".into(), text_of("fstype")),
-                ("mountpoint".into(), text_of("mountpoint")),
-            ],
-            Scope::Gpu => vec![
-                ("UUID".into(), text_of("uuid")),
-                ("gpu".into(), text_of("index")),
-                ("modelName".into(), text_of("name")),
-            ],
+            Scope::Filesystem => {
+                let f = crate::snapshot::Filesystem {
+                    device: text_of("device"),
+                    fstype: text_of("fstype"),
+                    mountpoint: text_of("mountpoint"),
+                    ..Default::default()
+                };
+                labels::owned(|v| f.identity_labels(v))
+            }
+            Scope::Gpu => {
+                let g = crate::snapshot::Gpu {
+                    index: text_of("index").parse().unwrap_or(0),
+                    uuid: text_of("uuid"),
+                    name: text_of("name"),
+                    ..Default::default()
+                };
+                labels::owned(|v| g.identity_labels(HOSTNAME, v))
+            }
         };
         labels.sort();
         let selectors = match scope {
@@ -755,7 +771,7 @@ tests:
             vec![
                 "at 0s, firing:\n  - missing     HighCpu{}".to_string(),
                 "at 1m, firing:\n  - missing     HighCpu{name=\"db\"}\n  + unexpected  \
-                 HighCpu{id=\"web\", image=\"\", name=\"web\", severity=\"warning\"}"
+                 HighCpu{id=\"/docker/web\", image=\"\", name=\"web\", severity=\"warning\"}"
                     .to_string(),
             ]
         );

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::snapshot::{CollectorStatus, Container, ContainerInfo, Derived, State};
+use crate::state_dir::StateDir;
 
 const RULES: &str = r#"groups:
   - name: g
@@ -51,7 +52,12 @@ fn container(name: &str, cpu: Option<f64>, state: State, exit_code: i64) -> Cont
 }
 
 fn target(c: &Container) -> Target {
-    vars::container_target(c, &[], &vars::LogFacts::default(), false)
+    vars::container_target(
+        c,
+        &crate::snapshot::LabelAllowlist::default(),
+        &vars::LogFacts::default(),
+        false,
+    )
 }
 
 fn running(name: &str, cpu: f64) -> Target {
@@ -76,8 +82,7 @@ const C: &[Scope] = &[Scope::Container];
 
 #[test]
 fn fires_after_for_and_resolves() {
-    let mut e = Engine::new(rules(RULES), "box", None);
-    let mut rx = e.subscribe();
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
     assert!(e
         .evaluate_targets(vec![running("web", 50.0)], C, 0.0)
         .is_empty());
@@ -99,7 +104,8 @@ fn fires_after_for_and_resolves() {
     assert_eq!(a.labels["alertname"], "HighCpu");
     assert_eq!(a.labels["severity"], "warning");
     assert_eq!(a.labels["team"], "ops");
-    assert_eq!(a.labels["id"], "web-id");
+    // The container's identity labels, as its series carry them: `id` is the cgroup path.
+    assert_eq!(a.labels["id"], "/docker/web-id");
     assert_eq!(a.notify, ["discord"]);
 
     let v = e.view();
@@ -113,18 +119,11 @@ fn fires_after_for_and_resolves() {
     assert_eq!(ev[0].alert.state, "inactive");
     assert_eq!(ev[0].alert.fired_at, Some(130.0));
     assert!(e.view().alerts.is_empty());
-
-    // The same transitions went out on the channel.
-    let mut got = Vec::new();
-    while let Ok(ev) = rx.try_recv() {
-        got.push(ev.transition.as_str());
-    }
-    assert_eq!(got, ["pending", "firing", "resolved"]);
 }
 
 #[test]
 fn a_vanished_target_resolves_but_a_missing_scope_keeps_state() {
-    let mut e = Engine::new(rules(RULES), "box", None);
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
     let dead = target(&container("job", None, State::Exited, 1));
     assert_eq!(
         names(&e.evaluate_targets(vec![dead.clone()], C, 0.0)),
@@ -142,7 +141,7 @@ fn a_vanished_target_resolves_but_a_missing_scope_keeps_state() {
 
 #[test]
 fn a_missing_reading_does_not_breach_and_does_not_fail() {
-    let mut e = Engine::new(rules(RULES), "box", None);
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
     let stopped = target(&container("web", None, State::Exited, 0));
     assert!(e.evaluate_targets(vec![stopped], C, 0.0).is_empty());
     assert_eq!(e.view().rules[0].health, "ok");
@@ -158,7 +157,7 @@ fn evaluation_failures_are_counted_and_keep_state() {
         scope: container
         expr: str::substring(name, 0, 3) == "web" && cpu_percent / restart_count > 10
 "#;
-    let mut e = Engine::new(rules(text), "box", None);
+    let mut e = Engine::new(rules(text), "box", StateDir::none());
     // restart_count 0: float division by zero is +inf, no failure; breached.
     let ev = e.evaluate_targets(vec![running("web", 50.0)], C, 0.0);
     assert_eq!(names(&ev), ["Weird:web:firing"]);
@@ -190,24 +189,24 @@ fn evaluation_failures_are_counted_and_keep_state() {
 
 #[test]
 fn one_container_on_an_event() {
-    let mut e = Engine::new(rules(RULES), "box", None);
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
     e.evaluate_targets(vec![running("web", 10.0), running("db", 10.0)], C, 0.0);
     let dead = target(&container("db", None, State::Exited, 137));
     assert_eq!(
-        names(&e.evaluate_container("db-id", Some(&dead), 1.0)),
+        names(&e.evaluate_container("db-id", Some(&dead), 1, 1.0)),
         ["Down:db:firing"]
     );
     // Removed: its alerts resolve; the other container is not touched.
     assert_eq!(
-        names(&e.evaluate_container("db-id", None, 2.0)),
+        names(&e.evaluate_container("db-id", None, 2, 2.0)),
         ["Down:db:resolved"]
     );
-    assert!(e.evaluate_container("db-id", None, 3.0).is_empty());
+    assert!(e.evaluate_container("db-id", None, 3, 3.0).is_empty());
 }
 
 #[test]
 fn a_snapshot_is_evaluated_per_present_scope() {
-    let mut e = Engine::new(rules(RULES), "box", None);
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
     let mut snap = Snapshot {
         taken_at: 100.0,
         containers: vec![container("job", None, State::Exited, 2)],
@@ -232,7 +231,7 @@ fn a_snapshot_is_evaluated_per_present_scope() {
 fn state_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut e = Engine::new(rules(RULES), "box", Some(dir.path()));
+        let mut e = Engine::new(rules(RULES), "box", StateDir::at(dir.path()));
         e.evaluate_targets(vec![running("web", 90.0)], C, 0.0);
         e.evaluate_targets(vec![running("web", 90.0)], C, 120.0); // web fires
         e.evaluate_targets(vec![running("web", 90.0), running("api", 90.0)], C, 200.0); // api pending
@@ -241,7 +240,7 @@ fn state_survives_a_restart() {
         // Nothing changed: no rewrite needed.
         assert!(!e.dirty);
     }
-    let mut e = Engine::new(rules(RULES), "box", Some(dir.path()));
+    let mut e = Engine::new(rules(RULES), "box", StateDir::at(dir.path()));
     let v = e.view();
     let states: Vec<(&str, &str)> = v
         .alerts
@@ -262,13 +261,13 @@ fn state_survives_a_restart() {
 
     // A corrupt file: start clean rather than fail.
     std::fs::write(dir.path().join(STATE_FILE), "{not json").unwrap();
-    let e = Engine::new(rules(RULES), "box", Some(dir.path()));
+    let e = Engine::new(rules(RULES), "box", StateDir::at(dir.path()));
     assert!(e.view().alerts.is_empty());
 }
 
 #[test]
 fn reload_keeps_unchanged_rules_state() {
-    let mut e = Engine::new(rules(RULES), "box", None);
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
     let dead = target(&container("job", None, State::Exited, 1));
     e.evaluate_targets(vec![running("web", 90.0), dead.clone()], C, 0.0);
     assert_eq!(e.view().alerts.len(), 2);
@@ -307,7 +306,191 @@ fn matchers_select_targets() {
         match: {name: "web-*"}
         expr: cpu_percent > 80
 "#;
-    let mut e = Engine::new(rules(text), "box", None);
+    let mut e = Engine::new(rules(text), "box", StateDir::none());
     let ev = e.evaluate_targets(vec![running("web-1", 90.0), running("db-1", 90.0)], C, 0.0);
     assert_eq!(names(&ev), ["WebCpu:web-1:firing"]);
+}
+
+fn docker_ok() -> Vec<CollectorStatus> {
+    vec![CollectorStatus {
+        name: "docker",
+        success: true,
+        exported: true,
+        duration_seconds: 0.0,
+        error: None,
+    }]
+}
+
+/// A snapshot taken at inventory generation `generation` with these containers.
+fn snapshot_at(generation: u64, taken_at: f64, containers: Vec<Container>) -> Snapshot {
+    Snapshot {
+        taken_at,
+        containers,
+        collectors: docker_ok(),
+        inventory_generation: generation,
+        ..Default::default()
+    }
+}
+
+/// The race of issue 7: a cycle's snapshot is taken with c1 running; a `die` (exit 137) is
+/// evaluated through the event path, so Down fires; then that older snapshot is evaluated: it
+/// must not resolve Down (and the next cycle must not fire it again).
+#[test]
+fn an_older_snapshot_never_reverts_an_event_driven_state() {
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
+    let before = snapshot_at(
+        5,
+        100.0,
+        vec![container("c1", Some(10.0), State::Running, 0)],
+    );
+    assert!(e.evaluate(&before, None, 100.0).is_empty());
+    // The die event, at inventory generation 6.
+    let dead = container("c1", None, State::Exited, 137);
+    assert_eq!(
+        names(&e.evaluate_container("c1-id", Some(&target(&dead)), 6, 101.0)),
+        ["Down:c1:firing"]
+    );
+    // The snapshot collected before the event is evaluated after it: no Resolved.
+    assert!(e.evaluate(&before, None, 102.0).is_empty());
+    assert_eq!(e.view().alerts.len(), 1);
+    // The next cycle sees the exited container: still firing, no new transition.
+    let after = snapshot_at(6, 110.0, vec![dead.clone()]);
+    assert!(e.evaluate(&after, None, 110.0).is_empty());
+    assert_eq!(e.view().alerts[0].state, "firing");
+    // From then on snapshots count again: it starts and the alert resolves.
+    let started = snapshot_at(
+        7,
+        120.0,
+        vec![container("c1", Some(1.0), State::Running, 0)],
+    );
+    assert_eq!(
+        names(&e.evaluate(&started, None, 120.0)),
+        ["Down:c1:resolved"]
+    );
+}
+
+/// `start` and `destroy` the other way: an older snapshot neither fires again what a start
+/// resolved, nor brings back a destroyed container's alert.
+#[test]
+fn an_older_snapshot_does_not_flap_start_or_destroy() {
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
+    let dead = container("c1", None, State::Exited, 1);
+    let old = snapshot_at(3, 100.0, vec![dead.clone()]);
+    assert_eq!(names(&e.evaluate(&old, None, 100.0)), ["Down:c1:firing"]);
+    // start at generation 4 resolves it...
+    let up = container("c1", Some(1.0), State::Running, 0);
+    assert_eq!(
+        names(&e.evaluate_container("c1-id", Some(&target(&up)), 4, 101.0)),
+        ["Down:c1:resolved"]
+    );
+    // ...and the snapshot from before the start does not fire it again.
+    assert!(e.evaluate(&old, None, 102.0).is_empty());
+    assert!(e.view().alerts.is_empty());
+
+    // destroy: a dead container's alert resolves through the event and stays resolved.
+    let gone = container("c2", None, State::Exited, 2);
+    let s = snapshot_at(10, 200.0, vec![gone.clone()]);
+    assert_eq!(names(&e.evaluate(&s, None, 200.0)), ["Down:c2:firing"]);
+    assert_eq!(
+        names(&e.evaluate_container("c2-id", None, 11, 201.0)),
+        ["Down:c2:resolved"]
+    );
+    assert!(e.evaluate(&s, None, 202.0).is_empty());
+    assert!(e.view().alerts.is_empty());
+}
+
+/// A firing alert whose reading is unknown holds its state: the first cycle after a restart
+/// has no rate yet, and a failed cgroup read leaves one cycle without figures.
+#[test]
+fn an_unknown_reading_holds_a_firing_or_pending_alert() {
+    let text = r#"groups:
+  - name: g
+    rules:
+      - alert: HighCpu
+        scope: container
+        expr: cpu_percent > 80
+        for: 1m
+      - alert: Hysteresis
+        scope: container
+        expr: cpu_percent > 80
+        resolve: cpu_percent < 70
+"#;
+    let mut e = Engine::new(rules(text), "box", StateDir::none());
+    let unknown = || target(&container("web", None, State::Running, 0));
+    e.evaluate_targets(vec![running("web", 90.0)], C, 0.0);
+    e.evaluate_targets(vec![running("web", 90.0)], C, 60.0);
+    let states = |e: &Engine| -> Vec<(String, &'static str)> {
+        e.view()
+            .alerts
+            .iter()
+            .map(|a| (a.alertname.clone(), a.state))
+            .collect()
+    };
+    let firing = vec![
+        ("HighCpu".to_string(), "firing"),
+        ("Hysteresis".to_string(), "firing"),
+    ];
+    assert_eq!(states(&e), firing);
+    for t in [70.0, 80.0, 90.0] {
+        assert!(e.evaluate_targets(vec![unknown()], C, t).is_empty());
+    }
+    assert_eq!(states(&e), firing);
+    // Known again and still high: nothing new; known and low: resolved.
+    assert!(e
+        .evaluate_targets(vec![running("web", 95.0)], C, 100.0)
+        .is_empty());
+    assert_eq!(
+        names(&e.evaluate_targets(vec![running("web", 10.0)], C, 110.0)),
+        ["HighCpu:web:resolved", "Hysteresis:web:resolved"]
+    );
+    // A pending one holds too, and fires once its reading is back, counted from its start.
+    e.evaluate_targets(vec![running("web", 90.0)], C, 200.0);
+    assert!(e.evaluate_targets(vec![unknown()], C, 230.0).is_empty());
+    assert_eq!(e.view().alerts.len(), 2);
+    assert_eq!(
+        names(&e.evaluate_targets(vec![running("web", 90.0)], C, 260.0)),
+        ["HighCpu:web:firing"]
+    );
+}
+
+/// A stopped container uses no CPU: that is known (0), so its CPU alert resolves rather than
+/// holding forever.
+#[test]
+fn a_stopped_container_reads_zero_usage() {
+    let mut e = Engine::new(rules(RULES), "box", StateDir::none());
+    e.evaluate_targets(vec![running("web", 90.0)], C, 0.0);
+    e.evaluate_targets(vec![running("web", 90.0)], C, 120.0);
+    let stopped = target(&container("web", None, State::Exited, 0));
+    assert_eq!(
+        stopped.get("cpu_percent"),
+        Some(&evalexpr::Value::Float(0.0))
+    );
+    assert_eq!(
+        names(&e.evaluate_targets(vec![stopped], C, 130.0)),
+        ["HighCpu:web:resolved"]
+    );
+}
+
+/// After a restart of lookout the first cycle has no CPU rate: the restored firing alert stays
+/// firing with the same firedAt, and no transition is made.
+#[test]
+fn a_restored_firing_alert_holds_through_the_first_unknown_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut e = Engine::new(rules(RULES), "box", StateDir::at(dir.path()));
+        e.evaluate_targets(vec![running("web", 90.0)], C, 0.0);
+        e.evaluate_targets(vec![running("web", 90.0)], C, 120.0);
+        e.save().unwrap();
+    }
+    let mut e = Engine::new(rules(RULES), "box", StateDir::at(dir.path()));
+    let unknown = target(&container("web", None, State::Running, 0));
+    for t in [200.0, 210.0] {
+        assert!(e.evaluate_targets(vec![unknown.clone()], C, t).is_empty());
+    }
+    assert!(e
+        .evaluate_targets(vec![running("web", 90.0)], C, 220.0)
+        .is_empty());
+    let v = e.view();
+    assert_eq!(v.alerts.len(), 1);
+    assert_eq!(v.alerts[0].fired_at, Some(120.0));
 }

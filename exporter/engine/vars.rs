@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use evalexpr::Value;
 
 use super::expr::Names;
-use crate::snapshot::{Container, Filesystem, Gpu, HostStats, Snapshot, State};
+use crate::snapshot::{
+    labels, Container, Filesystem, Gpu, HostStats, LabelAllowlist, Snapshot, State,
+};
 
 /// What a rule looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,6 +91,16 @@ fn pct(part: f64, whole: f64) -> Value {
     }
 }
 
+/// A resource reading of a container: zero when it has no processes (stopped, restarting:
+/// it uses nothing, which is known), else the reading, missing when it could not be read.
+fn usage(s: &ContainerSource, v: Option<f64>) -> Value {
+    if s.c.info.state.has_processes() {
+        num(v)
+    } else {
+        Value::Float(0.0)
+    }
+}
+
 fn stats_num<T: Copy>(
     c: &Container,
     f: impl Fn(&crate::snapshot::ContainerStats) -> Option<T>,
@@ -102,23 +114,23 @@ pub const CONTAINER: &[Def<ContainerGet>] = &[
     Def { name: "name", kind: Kind::Text, doc: "Container name, without the leading slash.", get: |s| text(&s.c.info.name) },
     Def { name: "id", kind: Kind::Text, doc: "Full container id.", get: |s| text(&s.c.info.id) },
     Def { name: "image", kind: Kind::Text, doc: "Image as given at `docker run`.", get: |s| text(&s.c.info.image) },
-    Def { name: "state", kind: Kind::Text, doc: "created, running, paused, restarting, removing, exited or dead.", get: |s| text(s.c.info.state.as_str()) },
+    Def { name: "state", kind: Kind::Text, doc: "created, running, paused, restarting, removing, stopping, exited, dead, or unknown (a state this lookout does not know).", get: |s| text(s.c.info.state.as_str()) },
     Def { name: "health", kind: Kind::Text, doc: "none (no HEALTHCHECK), starting, healthy or unhealthy.", get: |s| text(s.c.info.health.as_str()) },
-    Def { name: "cpu_percent", kind: Kind::Number, doc: "CPU use; 100 = one full core, as in `docker stats`.", get: |s| num(s.c.derived.cpu_percent) },
-    Def { name: "cpu_limit_percent", kind: Kind::Number, doc: "CPU use as a percentage of its CPU limit, or of all host cores when unlimited.", get: |s| num(s.c.derived.cpu_limit_percent) },
-    Def { name: "memory_bytes", kind: Kind::Number, doc: "Working set (usage minus inactive file cache).", get: |s| num(stats_num(s.c, |st| st.memory.map(|m| m.working_set as f64))) },
+    Def { name: "cpu_percent", kind: Kind::Number, doc: "CPU use; 100 = one full core, as in `docker stats`.", get: |s| usage(s, s.c.derived.cpu_percent) },
+    Def { name: "cpu_limit_percent", kind: Kind::Number, doc: "CPU use as a percentage of its CPU limit, or of all host cores when unlimited.", get: |s| usage(s, s.c.derived.cpu_limit_percent) },
+    Def { name: "memory_bytes", kind: Kind::Number, doc: "Working set (usage minus inactive file cache).", get: |s| usage(s, stats_num(s.c, |st| st.memory.map(|m| m.working_set as f64))) },
     Def { name: "memory_limit_bytes", kind: Kind::Number, doc: "Memory limit; missing when unlimited.", get: |s| num(s.c.memory_limit().map(|b| b as f64)) },
-    Def { name: "memory_percent", kind: Kind::Number, doc: "Working set / limit, or / host memory when unlimited.", get: |s| num(s.c.derived.memory_percent) },
+    Def { name: "memory_percent", kind: Kind::Number, doc: "Working set / limit, or / host memory when unlimited.", get: |s| usage(s, s.c.derived.memory_percent) },
     Def { name: "restart_count", kind: Kind::Number, doc: "Docker's restart count.", get: |s| Value::Float(s.c.info.restart_count as f64) },
     Def { name: "restarts_recent", kind: Kind::Number, doc: "Restarts seen in the last 10 minutes.", get: |s| Value::Float(s.c.derived.restarts_recent as f64) },
     Def { name: "exit_code", kind: Kind::Number, doc: "Exit code of the last run (0 while it never exited).", get: |s| Value::Float(s.c.info.exit_code as f64) },
     Def { name: "oom_killed", kind: Kind::Bool, doc: "Whether the last run was killed for running out of memory.", get: |s| Value::Boolean(s.c.info.oom_killed) },
     Def { name: "uptime_seconds", kind: Kind::Number, doc: "Seconds since it started; missing when not running.", get: |s| num(s.c.derived.uptime_seconds) },
-    Def { name: "pids", kind: Kind::Number, doc: "Processes and threads in the container.", get: |s| num(stats_num(s.c, |st| st.pids.map(|p| p as f64))) },
-    Def { name: "net_rx_bytes_per_second", kind: Kind::Number, doc: "Received bytes per second (own network namespace only).", get: |s| num(s.c.derived.net_rx_bytes_per_second) },
-    Def { name: "net_tx_bytes_per_second", kind: Kind::Number, doc: "Sent bytes per second (own network namespace only).", get: |s| num(s.c.derived.net_tx_bytes_per_second) },
-    Def { name: "blk_read_bytes_per_second", kind: Kind::Number, doc: "Block-device bytes read per second.", get: |s| num(s.c.derived.blk_read_bytes_per_second) },
-    Def { name: "blk_write_bytes_per_second", kind: Kind::Number, doc: "Block-device bytes written per second.", get: |s| num(s.c.derived.blk_write_bytes_per_second) },
+    Def { name: "pids", kind: Kind::Number, doc: "Processes and threads in the container.", get: |s| usage(s, stats_num(s.c, |st| st.pids.map(|p| p as f64))) },
+    Def { name: "net_rx_bytes_per_second", kind: Kind::Number, doc: "Received bytes per second (own network namespace only).", get: |s| usage(s, s.c.derived.net_rx_bytes_per_second) },
+    Def { name: "net_tx_bytes_per_second", kind: Kind::Number, doc: "Sent bytes per second (own network namespace only).", get: |s| usage(s, s.c.derived.net_tx_bytes_per_second) },
+    Def { name: "blk_read_bytes_per_second", kind: Kind::Number, doc: "Block-device bytes read per second.", get: |s| usage(s, s.c.derived.blk_read_bytes_per_second) },
+    Def { name: "blk_write_bytes_per_second", kind: Kind::Number, doc: "Block-device bytes written per second.", get: |s| usage(s, s.c.derived.blk_write_bytes_per_second) },
     Def { name: "gpu_memory_bytes", kind: Kind::Number, doc: "GPU memory used by its processes (0 when GPUs are watched and it uses none).", get: |s| num(s.c.derived.gpu_memory_bytes.map(|b| b as f64).or(if s.gpus_watched { Some(0.0) } else { None })) },
     Def { name: "log_matches_per_minute", kind: Kind::Number, doc: "Log lines matching its pattern per minute; missing when its logs are not followed.", get: |s| num(s.log_matches_per_minute) },
     Def { name: "last_log_match", kind: Kind::Text, doc: "The last matching log line (\"\" when none yet); missing when not followed.", get: |s| s.last_log_match.map(text).unwrap_or(Value::Empty) },
@@ -357,10 +369,11 @@ pub fn present(snap: &Snapshot, scope: Scope) -> bool {
     }
 }
 
-/// The container target of one container.
+/// The container target of one container; its labels are the container's identity labels
+/// ([`Container::identity_labels`]), the ones its series carry.
 pub fn container_target(
     c: &Container,
-    allowlist: &[String],
+    allowlist: &LabelAllowlist,
     logs: &LogFacts,
     gpus_watched: bool,
 ) -> Target {
@@ -375,22 +388,7 @@ pub fn container_target(
         last_log_match: last,
         gpus_watched,
     };
-    let mut labels = vec![
-        ("id".to_string(), info.id.clone()),
-        ("image".to_string(), info.image.clone()),
-        ("name".to_string(), info.name.clone()),
-    ];
-    for l in allowlist {
-        if let Some(v) = info.labels.get(l).filter(|v| !v.is_empty()) {
-            labels.push((
-                format!(
-                    "container_label_{}",
-                    crate::exposition::sanitize_label_name(l)
-                ),
-                v.clone(),
-            ));
-        }
-    }
+    let mut labels = labels::owned(|f| c.identity_labels(allowlist, f));
     labels.sort();
     Target {
         scope: Scope::Container,
@@ -433,32 +431,24 @@ pub fn host_target(h: &HostStats, now: f64, hostname: &str) -> Target {
     )
 }
 
-/// A filesystem target.
+/// A filesystem target, labelled as its `node_filesystem_*` series.
 pub fn filesystem_target(f: &Filesystem) -> Target {
     plain_target(
         Scope::Filesystem,
         format!("filesystem/{}", f.mountpoint),
         f.mountpoint.clone(),
-        vec![
-            ("device".into(), f.device.clone()),
-            ("fstype".into(), f.fstype.clone()),
-            ("mountpoint".into(), f.mountpoint.clone()),
-        ],
+        labels::owned(|v| f.identity_labels(v)),
         FILESYSTEM.iter().map(|d| (d.get)(f)).collect(),
     )
 }
 
-/// A GPU target (DCGM exporter's label names).
-pub fn gpu_target(g: &Gpu) -> Target {
+/// A GPU target, labelled as its DCGM series.
+pub fn gpu_target(g: &Gpu, hostname: &str) -> Target {
     plain_target(
         Scope::Gpu,
         format!("gpu/{}", g.uuid),
         g.uuid.clone(),
-        vec![
-            ("UUID".into(), g.uuid.clone()),
-            ("gpu".into(), g.index.to_string()),
-            ("modelName".into(), g.name.clone()),
-        ],
+        labels::owned(|v| g.identity_labels(hostname, v)),
         GPU.iter().map(|d| (d.get)(g)).collect(),
     )
 }
@@ -483,7 +473,12 @@ pub fn targets(snap: &Snapshot, prev: Option<&Snapshot>, hostname: &str) -> Vec<
         out.extend(snap.filesystems.iter().map(filesystem_target));
     }
     if present(snap, Scope::Gpu) {
-        out.extend(snap.gpu.gpus.iter().map(gpu_target));
+        out.extend(
+            snap.gpu
+                .gpus
+                .iter()
+                .map(|g| gpu_target(g, &snap.gpu.hostname)),
+        );
     }
     out
 }
@@ -578,7 +573,9 @@ mod tests {
             taken_at: 1000.0,
             containers: vec![container("web", true), container("job", false)],
             collectors: vec![status("docker", true), status("disk", false)],
-            label_allowlist: std::sync::Arc::new(vec!["com.docker.compose.project".into()]),
+            label_allowlist: std::sync::Arc::new(LabelAllowlist::new(&[
+                "com.docker.compose.project".into(),
+            ])),
             host: Some(Box::new(HostStats {
                 load1: 1.5,
                 boot_time: 400.0,
@@ -651,7 +648,8 @@ mod tests {
                     "container_label_com_docker_compose_project".into(),
                     "shop".into()
                 ),
-                ("id".into(), "web-id".into()),
+                // The cgroup path, as on the container's series.
+                ("id".into(), "/docker/web-id".into()),
                 ("image".into(), "img".into()),
                 ("name".into(), "web".into()),
             ]
@@ -662,9 +660,10 @@ mod tests {
         assert_eq!(web.get("gpu_memory_bytes"), Some(&Value::Empty));
         assert_eq!(web.selectors.get("other").map(String::as_str), Some("x"));
         let job = &t[1];
-        assert_eq!(job.get("cpu_percent"), Some(&Value::Empty));
+        // Not running: it uses nothing (known), rather than an unknown reading.
+        assert_eq!(job.get("cpu_percent"), Some(&Value::Float(0.0)));
         assert_eq!(job.get("exit_code"), Some(&Value::Float(137.0)));
-        assert_eq!(job.get("pids"), Some(&Value::Empty));
+        assert_eq!(job.get("pids"), Some(&Value::Float(0.0)));
         let host = &t[2];
         assert_eq!(host.labels, vec![("instance".into(), "box".into())]);
         assert_eq!(host.get("load1"), Some(&Value::Float(1.5)));
@@ -710,26 +709,34 @@ mod tests {
             ..f
         });
         assert_eq!(broken.get("used_percent"), Some(&Value::Empty));
-        let g = gpu_target(&Gpu {
-            index: 1,
-            uuid: "GPU-1".into(),
-            name: "H100".into(),
-            fb_used_mib: Some(10.0),
-            fb_total_mib: Some(40.0),
-            ..Default::default()
-        });
+        let g = gpu_target(
+            &Gpu {
+                index: 1,
+                uuid: "GPU-1".into(),
+                name: "H100".into(),
+                fb_used_mib: Some(10.0),
+                fb_total_mib: Some(40.0),
+                device: "nvidia1".into(),
+                ..Default::default()
+            },
+            "box",
+        );
         assert_eq!(g.get("memory_used_percent"), Some(&Value::Float(25.0)));
         assert_eq!(
             g.get("memory_used_bytes"),
             Some(&Value::Float(10.0 * 1048576.0))
         );
         assert_eq!(g.get("power_watts"), Some(&Value::Empty));
+        // DCGM's label set, as the GPU's series carry it (sorted).
         assert_eq!(
             g.labels,
             vec![
+                ("Hostname".into(), "box".into()),
                 ("UUID".into(), "GPU-1".into()),
+                ("device".into(), "nvidia1".into()),
                 ("gpu".into(), "1".into()),
-                ("modelName".into(), "H100".into())
+                ("modelName".into(), "H100".into()),
+                ("pci_bus_id".into(), String::new()),
             ]
         );
     }
@@ -800,7 +807,7 @@ mod tests {
         let c = container_between_cycles(&info, &s, 1001.0);
         assert_eq!(c.derived.cpu_percent, None);
         assert!(c.stats.is_none());
-        let t = container_target(&c, &[], &LogFacts::default(), false);
+        let t = container_target(&c, &LabelAllowlist::default(), &LogFacts::default(), false);
         assert_eq!(t.get("state"), Some(&Value::String("exited".into())));
         assert_eq!(t.get("exit_code"), Some(&Value::Float(137.0)));
     }

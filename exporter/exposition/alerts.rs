@@ -1,22 +1,25 @@
-//! The rule engine's series: `lookout_alerts` (Prometheus's `ALERTS` shape), rule evaluation
-//! facts, and whether the last config reload worked.
+//! lookout's status besides the snapshot: the rule engine's series (`lookout_alerts`, in
+//! Prometheus's `ALERTS` shape, and rule evaluation facts), whether the last config reload
+//! worked, and its tasks (encoded with the self-metrics).
 
 use std::sync::Arc;
 
 use super::{push_label, Encoder, Kind};
 use crate::engine::View;
 
-/// The engine's state and the reload outcome, published with each snapshot.
+/// The engine's state, the reload outcome and the tasks' health, published with each snapshot.
 #[derive(Debug, Clone, Default)]
-pub struct RulesStatus {
+pub struct Status {
     pub view: Arc<View>,
     /// Whether the last reload (SIGHUP or `POST /-/reload`) loaded; true at start.
     pub reload_successful: bool,
     /// Unix time of the last successful (re)load.
     pub reload_success_at: f64,
+    /// lookout's supervised tasks.
+    pub tasks: Vec<crate::supervise::TaskStatus>,
 }
 
-pub(super) fn encode(enc: &mut Encoder, s: &RulesStatus) {
+pub(super) fn encode(enc: &mut Encoder, s: &Status) {
     let v = &s.view;
     enc.family(
         "lookout_alerts",
@@ -121,10 +124,11 @@ mod tests {
             }],
             evaluation_seconds: 0.25,
         };
-        let s = RulesStatus {
+        let s = Status {
             view: Arc::new(view),
             reload_successful: false,
             reload_success_at: 100.0,
+            tasks: vec![],
         };
         let mut enc = Encoder::new(0);
         encode(&mut enc, &s);

@@ -1,33 +1,21 @@
 //! Container series: cAdvisor's names, units and labels, plus lookout's Docker facts.
 
-use super::{push_label, sanitize_label_name, Encoder, Kind};
+use super::{push_label, Encoder, Kind};
 use crate::snapshot::{BlkDevice, CpuStats, MemoryStats, NetInterface, Network, Snapshot, State};
 
-/// Each container's label set (`id`, `image`, `name`, allow-listed `container_label_*`),
-/// rendered once and shared by every family.
+/// Each container's identity labels ([`Container::identity_labels`]: `id`, `image`, `name`,
+/// allow-listed `container_label_*`), rendered once and shared by every family.
 fn label_sets(snap: &Snapshot) -> Vec<String> {
-    let names: Vec<(String, &String)> = snap
-        .label_allowlist
-        .iter()
-        .map(|l| (format!("container_label_{}", sanitize_label_name(l)), l))
-        .collect();
     snap.containers
         .iter()
         .map(|c| {
             let mut s = String::with_capacity(160);
-            push_label(&mut s, "id", &c.cgroup_id());
-            s.push(',');
-            push_label(&mut s, "image", &c.info.image);
-            s.push(',');
-            push_label(&mut s, "name", &c.info.name);
-            // An empty label equals an absent one to Prometheus; leaving it out keeps the
-            // exposition small.
-            for (label, key) in &names {
-                if let Some(v) = c.info.labels.get(*key).filter(|v| !v.is_empty()) {
+            c.identity_labels(&snap.label_allowlist, |k, v| {
+                if !s.is_empty() {
                     s.push(',');
-                    push_label(&mut s, label, v);
                 }
-            }
+                push_label(&mut s, k, v);
+            });
             s
         })
         .collect()
@@ -484,7 +472,7 @@ mod tests {
                     derived: Default::default(),
                 },
             ],
-            label_allowlist: Arc::new(vec!["com.docker.compose.project".into()]),
+            label_allowlist: Arc::new(LabelAllowlist::new(&["com.docker.compose.project".into()])),
             ..Default::default()
         }
     }

@@ -1,7 +1,7 @@
 //! Filesystem series under node_exporter's names (`node_filesystem_*{device,fstype,mountpoint}`).
 //! Sizes are left out for a mount whose statfs failed or hung; `device_error` says which.
 
-use super::{render_labels, Encoder, Kind};
+use super::{push_label, Encoder, Kind};
 use crate::snapshot::{Filesystem, Snapshot};
 
 pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
@@ -12,11 +12,14 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
     let labels: Vec<String> = fs
         .iter()
         .map(|f| {
-            render_labels(&[
-                ("device", &f.device),
-                ("fstype", &f.fstype),
-                ("mountpoint", &f.mountpoint),
-            ])
+            let mut s = String::with_capacity(96);
+            f.identity_labels(|k, v| {
+                if !s.is_empty() {
+                    s.push(',');
+                }
+                push_label(&mut s, k, v);
+            });
+            s
         })
         .collect();
     type Get = fn(&Filesystem) -> u64;

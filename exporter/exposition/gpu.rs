@@ -96,26 +96,15 @@ const DCGM: &[(&str, Kind, &str, GpuField)] = &[
     ),
 ];
 
-/// DCGM exporter's label set for one GPU, in its order:
-/// `gpu, UUID, pci_bus_id, device, modelName, Hostname, DCGM_FI_DRIVER_VERSION`.
+/// DCGM exporter's label set for one GPU, in its order: the GPU's identity labels
+/// ([`Gpu::identity_labels`]), then `DCGM_FI_DRIVER_VERSION`.
 fn dcgm_labels(g: &Gpu, hostname: &str, driver: &str) -> String {
     let mut s = String::with_capacity(200);
-    let index = g.index.to_string();
-    let pairs = [
-        ("gpu", index.as_str()),
-        ("UUID", g.uuid.as_str()),
-        ("pci_bus_id", g.pci_bus_id.as_deref().unwrap_or("")),
-        ("device", g.device.as_str()),
-        ("modelName", g.name.as_str()),
-        ("Hostname", hostname),
-        ("DCGM_FI_DRIVER_VERSION", driver),
-    ];
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
+    g.identity_labels(hostname, |k, v| {
         push_label(&mut s, k, v);
-    }
+        s.push(',');
+    });
+    push_label(&mut s, "DCGM_FI_DRIVER_VERSION", driver);
     s
 }
 

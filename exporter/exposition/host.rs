@@ -102,16 +102,16 @@ fn network(enc: &mut Encoder, h: &HostStats) {
     if h.network.is_empty() {
         return;
     }
-    type Get = fn(&crate::snapshot::HostNetInterface) -> u64;
+    type Get = fn(&crate::snapshot::NetInterface) -> u64;
     let families: [(&str, &str, Get); 8] = [
         ("receive_bytes", "node_network_receive_bytes_total", |n| {
             n.rx_bytes
         }),
         ("receive_drop", "node_network_receive_drop_total", |n| {
-            n.rx_drop
+            n.rx_dropped
         }),
         ("receive_errs", "node_network_receive_errs_total", |n| {
-            n.rx_errs
+            n.rx_errors
         }),
         (
             "receive_packets",
@@ -122,10 +122,10 @@ fn network(enc: &mut Encoder, h: &HostStats) {
             n.tx_bytes
         }),
         ("transmit_drop", "node_network_transmit_drop_total", |n| {
-            n.tx_drop
+            n.tx_dropped
         }),
         ("transmit_errs", "node_network_transmit_errs_total", |n| {
-            n.tx_errs
+            n.tx_errors
         }),
         (
             "transmit_packets",
@@ -140,7 +140,7 @@ fn network(enc: &mut Encoder, h: &HostStats) {
             Kind::Counter,
         );
         for n in &h.network {
-            enc.sample(name, "", &[("device", &n.device)], get(n) as f64);
+            enc.sample(name, "", &[("device", &n.name)], get(n) as f64);
         }
     }
 }

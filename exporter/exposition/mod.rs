@@ -20,7 +20,8 @@ use std::sync::OnceLock;
 
 use crate::snapshot::Snapshot;
 
-pub use alerts::RulesStatus;
+pub use crate::snapshot::sanitize_label_name;
+pub use alerts::Status;
 
 /// The two text formats Prometheus scrapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,34 +274,16 @@ pub fn push_value(buf: &mut String, v: f64) {
     }
 }
 
-/// Prometheus label-name rules: `[a-zA-Z_][a-zA-Z0-9_]*`; other characters become `_`.
-pub fn sanitize_label_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
-
-fn encode_all(snap: &Snapshot, rules: Option<&RulesStatus>, capacity: usize) -> Encoder {
+fn encode_all(snap: &Snapshot, status: Option<&Status>, capacity: usize) -> Encoder {
     let mut enc = Encoder::new(capacity);
-    selfmetrics::encode(&mut enc, snap);
+    selfmetrics::encode(&mut enc, snap, status);
     container::encode(&mut enc, snap);
     host::encode(&mut enc, snap);
     disk::encode(&mut enc, snap);
     gpu::encode(&mut enc, snap);
     logs::encode(&mut enc, snap);
-    if let Some(r) = rules {
-        alerts::encode(&mut enc, r);
+    if let Some(s) = status {
+        alerts::encode(&mut enc, s);
     }
     enc
 }
@@ -310,9 +293,9 @@ pub fn render(snap: &Snapshot, format: Format) -> String {
     render_with(snap, None, format)
 }
 
-/// Encode a snapshot and, when given, the rule engine's series, in one format.
-pub fn render_with(snap: &Snapshot, rules: Option<&RulesStatus>, format: Format) -> String {
-    encode_all(snap, rules, 4096 + snap.containers.len() * 8192).into_string(format)
+/// Encode a snapshot and, when given, lookout's status, in one format.
+pub fn render_with(snap: &Snapshot, status: Option<&Status>, format: Format) -> String {
+    encode_all(snap, status, 4096 + snap.containers.len() * 8192).into_string(format)
 }
 
 /// Only the host and filesystem families (node_exporter's part), for the golden test and the
@@ -337,19 +320,15 @@ impl Exposition {
         Exposition::encode_with(snap, None, size_hint)
     }
 
-    /// Encode `snap` and, when given, the rule engine's series.
-    pub fn encode_with(
-        snap: &Snapshot,
-        rules: Option<&RulesStatus>,
-        size_hint: usize,
-    ) -> Exposition {
+    /// Encode `snap` and, when given, lookout's status (the rule engine's series, its tasks).
+    pub fn encode_with(snap: &Snapshot, status: Option<&Status>, size_hint: usize) -> Exposition {
         let cap = if size_hint > 0 {
             size_hint + size_hint / 8
         } else {
             4096 + snap.containers.len() * 8192
         };
         Exposition {
-            encoded: encode_all(snap, rules, cap).finish(),
+            encoded: encode_all(snap, status, cap).finish(),
             text_gz: OnceLock::new(),
             openmetrics_gz: OnceLock::new(),
         }

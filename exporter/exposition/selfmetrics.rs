@@ -1,9 +1,9 @@
-//! lookout's own series: build info, collector health and cycle timing.
+//! lookout's own series: build info, collector health, cycle timing and its tasks' health.
 
-use super::{Encoder, Kind};
+use super::{Encoder, Kind, Status};
 use crate::snapshot::Snapshot;
 
-pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
+pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot, status: Option<&Status>) {
     enc.family(
         "lookout_build_info",
         "A metric with a constant '1' value labeled by version and the Rust version lookout was built with.",
@@ -56,4 +56,32 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
         Kind::Gauge,
         snap.taken_at,
     );
+    if let Some(st) = status.filter(|s| !s.tasks.is_empty()) {
+        enc.family(
+            "lookout_task_up",
+            "Whether lookout's task is running (1) or has failed and awaits its restart (0).",
+            Kind::Gauge,
+        );
+        for t in &st.tasks {
+            enc.sample(
+                "lookout_task_up",
+                "",
+                &[("task", t.name)],
+                if t.up { 1.0 } else { 0.0 },
+            );
+        }
+        enc.family(
+            "lookout_task_failures_total",
+            "Times lookout's task ended by a fault (a panic, or returning while it should run) and was restarted.",
+            Kind::Counter,
+        );
+        for t in &st.tasks {
+            enc.sample(
+                "lookout_task_failures_total",
+                "",
+                &[("task", t.name)],
+                t.failures as f64,
+            );
+        }
+    }
 }

@@ -1,7 +1,12 @@
-//! HTTP: `/metrics`, `/health`, `/ready`, the status page `/`, `/api/v1/containers`,
-//! `/api/v1/alerts`, `/api/v1/rules`, and `POST /-/reload`.
+//! HTTP: the exposition (`/metrics`, or `--web.telemetry-path`), liveness (`/health`,
+//! `/healthz`, `/-/healthy`), readiness (`/ready`, `/-/ready`), the status page `/`,
+//! `/api/v1/containers`, `/api/v1/alerts`, `/api/v1/rules`, and `POST /-/reload`.
 //!
-//! Handlers only read the last published snapshot; a scrape does no collection work.
+//! Handlers get a narrow state ([`HttpState`]): they read what the engine task published and
+//! send commands (a reload request); they never lock the engine. [`serve`] runs the server
+//! with its limits.
+
+pub mod serve;
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -13,23 +18,42 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::app::Shared;
 use crate::exposition::Format;
+use crate::publish::Board;
+use crate::reload;
 
-/// The router over shared state; tests call it with `oneshot`.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// What the handlers may touch.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The published snapshot and status, and lookout's health.
+    pub board: Arc<Board>,
+    /// Reload requests; None unless `--web.enable-lifecycle` allows `POST /-/reload`.
+    pub reload: Option<reload::Handle>,
+    /// Where the exposition is served.
+    pub telemetry_path: String,
+}
+
+/// The router over the narrow state; tests call it with `oneshot`.
+pub fn router(state: HttpState) -> Router {
+    let path = if state.telemetry_path.starts_with('/') {
+        state.telemetry_path.clone()
+    } else {
+        "/metrics".to_string()
+    };
     Router::new()
-        .route("/metrics", get(metrics))
+        .route(&path, get(metrics))
         .route("/health", get(health))
         .route("/healthz", get(health))
+        .route("/-/healthy", get(health))
         .route("/ready", get(ready))
+        .route("/-/ready", get(ready))
         .route("/", get(status_page))
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
-        .route("/-/reload", post(reload))
+        .route("/-/reload", post(reload).put(reload))
         .fallback(not_found)
-        .with_state(shared)
+        .with_state(state)
 }
 
 /// The one error type handlers return: logged, then answered as plain text.
@@ -37,6 +61,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
 pub struct HttpError {
     pub status: StatusCode,
     pub message: String,
+}
+
+impl HttpError {
+    fn new(status: StatusCode, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            message: message.into(),
+        }
+    }
 }
 
 impl IntoResponse for HttpError {
@@ -54,22 +87,32 @@ impl IntoResponse for HttpError {
 }
 
 async fn not_found() -> HttpError {
-    HttpError {
-        status: StatusCode::NOT_FOUND,
-        message: "not found; see / for the endpoints".into(),
-    }
+    HttpError::new(StatusCode::NOT_FOUND, "not found; see / for the endpoints")
 }
 
-async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Result<Response, HttpError> {
+    // A frozen snapshot is not served as if it were current.
+    if !s.board.has_cycle() {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first collection is not done yet",
+        ));
+    }
+    if let Some(age) = s.board.stale() {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::publish::NotReady::Stale(age).to_string(),
+        ));
+    }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-    let latest = s.latest();
+    let latest = s.board.latest();
     let mut resp = if gzip {
-        s.want_gzip(format);
+        s.board.want_gzip(format);
         let body = latest.exposition.gzipped(format);
         let mut r = body.into_response();
         r.headers_mut()
@@ -83,7 +126,7 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
             );
-            return r;
+            return Ok(r);
         }
         let len: usize = chunks.iter().map(|c| c.len()).sum();
         let stream =
@@ -97,22 +140,23 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    resp
+    Ok(resp)
 }
 
-async fn health() -> &'static str {
-    "OK\n"
+/// Liveness: 200 unless lookout is stuck (no collection cycle for 10 intervals).
+async fn health(State(s): State<HttpState>) -> Response {
+    match s.board.liveness() {
+        Ok(()) => (StatusCode::OK, "OK\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
 }
 
-async fn ready(State(s): State<Arc<Shared>>) -> Response {
-    if s.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the first collection is not done yet\n",
-        )
-            .into_response()
+/// Readiness: 200 once the first cycle is published while the last one is at most 3
+/// intervals old and every task runs.
+async fn ready(State(s): State<HttpState>) -> Response {
+    match s.board.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
     }
 }
 
@@ -124,7 +168,8 @@ struct ContainerJson<'a> {
     image: &'a str,
     state: &'static str,
     health: &'static str,
-    labels: &'a std::collections::BTreeMap<String, String>,
+    /// The allow-listed Docker labels only (`docker.labels`): labels often carry credentials.
+    labels: std::collections::BTreeMap<&'a str, &'a str>,
     exit_code: i64,
     oom_killed: bool,
     restarts: i64,
@@ -150,8 +195,9 @@ struct ContainerJson<'a> {
     gpu_memory_bytes: Option<u64>,
 }
 
-async fn containers(State(s): State<Arc<Shared>>) -> Response {
-    let latest = s.latest();
+async fn containers(State(s): State<HttpState>) -> Response {
+    let latest = s.board.latest();
+    let allow = &latest.snapshot.label_allowlist;
     let list: Vec<ContainerJson> = latest
         .snapshot
         .containers
@@ -165,7 +211,12 @@ async fn containers(State(s): State<Arc<Shared>>) -> Response {
                 image: &i.image,
                 state: i.state.as_str(),
                 health: i.health.as_str(),
-                labels: &i.labels,
+                labels: i
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| allow.contains(k))
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
                 exit_code: i.exit_code,
                 oom_killed: i.oom_killed,
                 restarts: i.restart_count,
@@ -208,10 +259,10 @@ struct AlertJson<'a> {
     silenced: bool,
 }
 
-async fn alerts(State(s): State<Arc<Shared>>) -> Response {
-    let latest = s.latest();
+async fn alerts(State(s): State<HttpState>) -> Response {
+    let latest = s.board.latest();
     let list: Vec<AlertJson> = latest
-        .rules
+        .status
         .view
         .alerts
         .iter()
@@ -257,10 +308,10 @@ struct GroupJson<'a> {
     rules: Vec<RuleJson<'a>>,
 }
 
-async fn rules(State(s): State<Arc<Shared>>) -> Response {
-    let latest = s.latest();
+async fn rules(State(s): State<HttpState>) -> Response {
+    let latest = s.board.latest();
     let mut groups: Vec<GroupJson> = Vec::new();
-    for r in &latest.rules.view.rules {
+    for r in &latest.status.view.rules {
         let rule = RuleJson {
             name: &r.name,
             scope: r.scope,
@@ -290,21 +341,64 @@ async fn rules(State(s): State<Arc<Shared>>) -> Response {
     Json(serde_json::json!({ "groups": groups })).into_response()
 }
 
-/// Re-read config and rules (as SIGHUP does); all or nothing.
-async fn reload(State(s): State<Arc<Shared>>) -> Result<String, HttpError> {
-    let shared = s.clone();
-    let res = tokio::task::spawn_blocking(move || crate::app::reload(&shared))
-        .await
-        .map_err(|e| HttpError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("reload panicked: {e}"),
-        })?;
-    match res {
-        Ok(n) => Ok(format!("reloaded: {n} rules\n")),
-        Err(e) => Err(HttpError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("reload failed; the running config and rules are kept:\n{e}"),
-        }),
+/// Re-read config and rules (as SIGHUP does); all or nothing. Only with
+/// `--web.enable-lifecycle` (as Prometheus), and never from another site's page: a browser's
+/// cross-site request (an `Origin` other than this host, or `Sec-Fetch-Site: cross-site`) is
+/// refused.
+async fn reload(State(s): State<HttpState>, headers: HeaderMap) -> Result<String, HttpError> {
+    let Some(handle) = &s.reload else {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled: start lookout with --web.enable-lifecycle to reload \
+             over HTTP (SIGHUP always reloads)",
+        ));
+    };
+    if cross_site(&headers) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "cross-site reload refused",
+        ));
+    }
+    match handle.reload(reload::Origin::Http).await {
+        reload::Outcome::Reloaded {
+            rules,
+            needs_restart,
+        } => {
+            let mut out = format!("reloaded: {rules} rules\n");
+            if !needs_restart.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "changed, taking effect at the next restart: {}",
+                    needs_restart.join(", ")
+                );
+            }
+            Ok(out)
+        }
+        reload::Outcome::Failed(e) => Err(HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed; the running config and rules are kept:\n{e}"),
+        )),
+    }
+}
+
+/// Whether a browser sent this request from another site.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let get = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    if get(header::HeaderName::from_static("sec-fetch-site"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+    {
+        return true;
+    }
+    match (get(header::ORIGIN), get(header::HOST)) {
+        (None, _) => false,
+        (Some(origin), host) => {
+            let origin_host = origin
+                .split_once("://")
+                .map(|(_, rest)| rest)
+                .unwrap_or(origin)
+                .trim_end_matches('/');
+            host != Some(origin_host)
+        }
     }
 }
 
@@ -315,8 +409,8 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn status_page(State(s): State<Arc<Shared>>) -> Html<String> {
-    let latest = s.latest();
+async fn status_page(State(s): State<HttpState>) -> Html<String> {
+    let latest = s.board.latest();
     let snap = &latest.snapshot;
     let mut h = String::with_capacity(4096);
     let running = snap
@@ -334,9 +428,9 @@ async fn status_page(State(s): State<Arc<Shared>>) -> Html<String> {
         env!("CARGO_PKG_VERSION"),
         snap.containers.len(),
         running,
-        if s.is_ready() { rfc3339(snap.taken_at) } else { "not yet".into() },
+        if s.board.has_cycle() { rfc3339(snap.taken_at) } else { "not yet".into() },
         snap.duration_seconds * 1000.0,
-        crate::config::format_duration(s.config().interval),
+        crate::config::format_duration(s.board.interval()),
     );
     h.push_str("<h2>Collectors</h2><table><tr><th>collector</th><th>state</th><th>duration</th><th>last error</th></tr>");
     for c in &snap.collectors {
@@ -354,7 +448,7 @@ async fn status_page(State(s): State<Arc<Shared>>) -> Html<String> {
         );
     }
     h.push_str("</table>");
-    let view = &latest.rules.view;
+    let view = &latest.status.view;
     let failing = view.rules.iter().filter(|r| r.health == "err").count();
     let _ = write!(
         h,
@@ -390,8 +484,10 @@ async fn status_page(State(s): State<Arc<Shared>>) -> Html<String> {
         }
         h.push_str("</table>");
     }
-    h.push_str(
-        "<h2>Endpoints</h2><ul><li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>\
+    let path = esc(&s.telemetry_path);
+    let _ = write!(
+        h,
+        "<h2>Endpoints</h2><ul><li><a href=\"{path}\">{path}</a> (Prometheus)</li>\
          <li><a href=\"/api/v1/containers\">/api/v1/containers</a> (JSON)</li>\
          <li><a href=\"/api/v1/alerts\">/api/v1/alerts</a>, <a href=\"/api/v1/rules\">/api/v1/rules</a> (JSON)</li>\
          <li><a href=\"/health\">/health</a> (liveness)</li><li><a href=\"/ready\">/ready</a> (readiness)</li></ul>",

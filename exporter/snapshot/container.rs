@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-/// Docker's container states.
+/// Docker's container states. `Unknown` holds a state this version of lookout does not know (a
+/// newer daemon's), so one odd value never costs the container its other facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
@@ -14,30 +15,38 @@ pub enum State {
     Paused,
     Restarting,
     Removing,
+    /// Being stopped (newer daemons report it between `running` and `exited`).
+    Stopping,
     Exited,
     Dead,
+    Unknown,
 }
 
 impl State {
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 9] = [
         State::Created,
         State::Running,
         State::Paused,
         State::Restarting,
         State::Removing,
+        State::Stopping,
         State::Exited,
         State::Dead,
+        State::Unknown,
     ];
 
+    /// Docker's word for the state; anything else is `Unknown` (logged by the caller).
     pub fn parse(s: &str) -> State {
         match s {
+            "created" => State::Created,
             "running" => State::Running,
             "paused" => State::Paused,
             "restarting" => State::Restarting,
             "removing" => State::Removing,
+            "stopping" => State::Stopping,
             "exited" => State::Exited,
             "dead" => State::Dead,
-            _ => State::Created,
+            _ => State::Unknown,
         }
     }
 
@@ -48,9 +57,16 @@ impl State {
             State::Paused => "paused",
             State::Restarting => "restarting",
             State::Removing => "removing",
+            State::Stopping => "stopping",
             State::Exited => "exited",
             State::Dead => "dead",
+            State::Unknown => "unknown",
         }
+    }
+
+    /// Whether the container has processes (its resource readings exist).
+    pub fn has_processes(self) -> bool {
+        matches!(self, State::Running | State::Paused | State::Stopping)
     }
 }
 
@@ -163,7 +179,7 @@ impl ContainerInfo {
     pub fn is_running(&self) -> bool {
         matches!(
             self.state,
-            State::Running | State::Paused | State::Restarting
+            State::Running | State::Paused | State::Restarting | State::Stopping
         ) && self.pid > 0
     }
 }
@@ -172,6 +188,8 @@ impl ContainerInfo {
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
     pub containers: std::sync::Arc<Vec<ContainerInfo>>,
+    /// The inventory's generation when it was taken (bumped on every change).
+    pub generation: u64,
     /// The daemon's cgroup driver (`cgroupfs` or `systemd`) and version, when known.
     pub cgroup_driver: Option<String>,
 }

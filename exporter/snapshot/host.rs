@@ -92,20 +92,6 @@ pub struct Uname {
     pub domainname: String,
 }
 
-/// A network interface's counters (`/proc/net/dev`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct HostNetInterface {
-    pub device: String,
-    pub rx_bytes: u64,
-    pub rx_packets: u64,
-    pub rx_errs: u64,
-    pub rx_drop: u64,
-    pub tx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_errs: u64,
-    pub tx_drop: u64,
-}
-
 /// The host collector's part.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct HostStats {
@@ -116,7 +102,8 @@ pub struct HostStats {
     pub load15: f64,
     /// Unix seconds.
     pub boot_time: f64,
-    pub network: Vec<HostNetInterface>,
+    /// Every interface of the host's network namespace (`/proc/net/dev`), loopback included.
+    pub network: Vec<super::NetInterface>,
     pub disks: Vec<DiskIo>,
     pub pressure: Vec<Pressure>,
     pub uname: Uname,

@@ -7,6 +7,7 @@
 pub mod container;
 pub mod gpu;
 pub mod host;
+pub mod labels;
 pub mod logs;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 pub use container::*;
 pub use gpu::*;
 pub use host::*;
+pub use labels::*;
 pub use logs::*;
 
 /// What one collector contributed to a cycle.
@@ -56,7 +58,11 @@ pub struct Snapshot {
     pub logs: LogPart,
     pub collectors: Vec<CollectorStatus>,
     /// Allow-listed Docker labels, exported as `container_label_<sanitized>`.
-    pub label_allowlist: Arc<Vec<String>>,
+    pub label_allowlist: Arc<LabelAllowlist>,
+    /// The Docker inventory's generation the containers were taken at: an evaluation of this
+    /// snapshot never overrides what the engine saw of a container at a later generation
+    /// (through a Docker event).
+    pub inventory_generation: u64,
     /// Number of host CPUs and memory, for "percent of the host" figures.
     pub host_cpus: u32,
     pub host_memory_bytes: u64,
@@ -69,7 +75,7 @@ impl Snapshot {
         parts: Vec<Part>,
         collectors: Vec<CollectorStatus>,
         prev: Option<&Snapshot>,
-        label_allowlist: Arc<Vec<String>>,
+        label_allowlist: Arc<LabelAllowlist>,
     ) -> Snapshot {
         let mut inventory: Option<Inventory> = None;
         let mut cgroup = CgroupPart::default();
@@ -82,7 +88,10 @@ impl Snapshot {
         };
         for part in parts {
             match part {
-                Part::Docker(inv) => inventory = Some(inv),
+                Part::Docker(inv) => {
+                    snap.inventory_generation = inv.generation;
+                    inventory = Some(inv)
+                }
                 Part::Cgroup(c) => cgroup = c,
                 Part::Host(h) => snap.host = Some(h),
                 Part::Disk(f) => snap.filesystems = f,

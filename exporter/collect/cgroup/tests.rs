@@ -883,9 +883,8 @@ fn parse_net_dev_columns() {
              face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
              lo:     840      12    0    0    0     0          0         0      840      12    0    0    0     0       0          0\n  \
              eth0:123456789   98765    1    2    5     6          7         8 23456789   54321    3    4    9    10      11         12\n\
-             veth1:       1       2    3    4    0     0          0         0        5       6    7    8    0     0       0          0\n  \
-             short: 1 2 3\n";
-    let ifs = parse_net_dev(t);
+             veth1:       1       2    3    4    0     0          0         0        5       6    7    8    0     0       0          0\n";
+    let ifs = parse_net_dev(t).unwrap();
     assert_eq!(
         ifs,
         vec![
@@ -913,7 +912,9 @@ fn parse_net_dev_columns() {
             },
         ]
     );
-    assert!(parse_net_dev("").is_empty());
+    assert!(parse_net_dev("").unwrap().is_empty());
+    // A line the kernel never writes is an error (the reading is then unknown), not zeros.
+    assert!(parse_net_dev("a\nb\n  short: 1 2 3\n").is_err());
 }
 
 #[test]

@@ -246,7 +246,7 @@ impl Rig {
             fake.put(c);
         }
         let state = DockerState::new(NameFilter::all());
-        docker::resync(&*fake, &state).await.unwrap();
+        docker::resync(&*fake, &state, false).await.unwrap();
         let rules: Vec<LogRule> = rules
             .iter()
             .map(|(glob, pattern)| LogRule {
@@ -275,7 +275,9 @@ impl Rig {
 
     /// Re-read the fake inventory, as the Docker watcher would after an event.
     async fn resync(&self) {
-        docker::resync(&*self.fake, &self.state).await.unwrap();
+        docker::resync(&*self.fake, &self.state, false)
+            .await
+            .unwrap();
     }
 
     /// Poll the collector until `f` holds (at most 5 s).
