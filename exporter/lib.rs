@@ -24,6 +24,7 @@
 //!   snapshot and on Docker events; transitions go out on a channel.
 //! - [`http`]: the router (`/metrics`, `/health`, `/ready`, `/`, `/api/v1/containers`).
 //! - [`doctor`]: `lookout doctor`'s diagnosis of the environment.
+//! - [`logging`]: `--log.level` and `--log.format` (logfmt, json, or readable on a terminal).
 //! - [`app`]: wiring: build the collectors, run the collection loop, serve HTTP.
 
 pub mod app;
@@ -34,6 +35,7 @@ pub mod doctor;
 pub mod engine;
 pub mod exposition;
 pub mod http;
+pub mod logging;
 pub mod snapshot;
 pub mod state_dir;
 pub mod yamlloc;
