@@ -316,6 +316,7 @@ pub async fn cycle(runner: &mut Runner, config: &Config, prev: Option<&Snapshot>
     let labels = Arc::new(config.docker.labels.clone());
     let mut snap = Snapshot::assemble(taken_at, parts, statuses, prev, labels);
     snap.duration_seconds = start.elapsed().as_secs_f64();
+    snap.process = crate::collect::process::read_self().ok();
     snap
 }
 
