@@ -30,6 +30,7 @@
 //! - [`http`]: the router over a narrow state, and the bounded server.
 //! - [`state_dir`]: the files kept across restarts.
 //! - [`doctor`]: `lookout doctor`'s diagnosis of the environment.
+//! - [`logging`]: `--log.level` and `--log.format` (logfmt, json, or readable on a terminal).
 //! - [`app`]: wiring: create the channels, start the tasks, serve HTTP, stop on one signal.
 
 pub mod app;
@@ -40,6 +41,7 @@ pub mod doctor;
 pub mod engine;
 pub mod exposition;
 pub mod http;
+pub mod logging;
 pub mod publish;
 pub mod reload;
 pub mod snapshot;

@@ -95,6 +95,15 @@ struct Global {
     /// Log level or tracing filter (error, warn, info, debug, trace) [env: LOOKOUT_LOG].
     #[arg(long = "log.level", global = true, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Log line format: logfmt or json [default: logfmt, or a readable coloured layout when
+    /// stderr is a terminal].
+    #[arg(
+        long = "log.format",
+        env = "LOOKOUT_LOG_FORMAT",
+        global = true,
+        value_name = "FORMAT"
+    )]
+    log_format: Option<lookout::logging::LogFormat>,
     #[command(flatten)]
     collectors: CollectorFlags,
 }
@@ -229,19 +238,8 @@ fn overrides(g: &Global) -> Overrides {
     }
 }
 
-fn init_tracing(level: Option<&str>) {
-    let filter = level
-        .map(str::to_string)
-        .or_else(|| std::env::var("LOOKOUT_LOG").ok())
-        .unwrap_or_else(|| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+fn init_tracing(level: Option<&str>, format: Option<lookout::logging::LogFormat>) {
+    lookout::logging::init(level, format);
 }
 
 fn load(g: &Global) -> Result<Config, ExitCode> {
@@ -286,7 +284,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Doctor => {
-            init_tracing(Some(g.log_level.as_deref().unwrap_or("error")));
+            init_tracing(
+                Some(g.log_level.as_deref().unwrap_or("error")),
+                g.log_format,
+            );
             let cfg = match load(&g) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -301,7 +302,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Once { openmetrics } => {
-            init_tracing(Some(g.log_level.as_deref().unwrap_or("warn")));
+            init_tracing(Some(g.log_level.as_deref().unwrap_or("warn")), g.log_format);
             let cfg = match load(&g) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -331,7 +332,7 @@ fn main() -> ExitCode {
                 let _enter = rt.enter();
                 Signals::install()
             };
-            init_tracing(g.log_level.as_deref());
+            init_tracing(g.log_level.as_deref(), g.log_format);
             let cfg = match load(&g) {
                 Ok(c) => c,
                 Err(code) => return code,

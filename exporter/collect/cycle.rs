@@ -30,7 +30,22 @@ pub async fn cycle(
     let (parts, statuses) = runner.run(config.collector_timeout).await;
     let mut snap = Snapshot::assemble(taken_at, parts, statuses, prev, labels.clone());
     snap.duration_seconds = start.elapsed().as_secs_f64();
+    snap.process = read_process();
     snap
+}
+
+/// lookout's own process figures (`process_*`); a failed read is logged once.
+fn read_process() -> Option<crate::snapshot::ProcessStats> {
+    static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    match super::process::read_self() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(error = %e, "cannot read /proc/self; the process_* series are missing");
+            }
+            None
+        }
+    }
 }
 
 /// Hand memory freed by the previous cycle's snapshot and exposition back to the OS, so that

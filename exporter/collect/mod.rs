@@ -12,6 +12,7 @@ pub mod docker;
 pub mod gpu;
 pub mod host;
 pub mod logs;
+pub mod process;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,8 @@
-//! lookout's own series: build info, collector health, cycle timing and its tasks' health.
+//! lookout's own series: build info, collector health, cycle timing, its tasks' health, and
+//! the `process_*` series every Go exporter has.
 
 use super::{Encoder, Kind, Status};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ProcessStats, Snapshot};
 
 pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot, status: Option<&Status>) {
     enc.family(
@@ -83,5 +84,131 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot, status: Option<&Status>
                 t.failures as f64,
             );
         }
+    }
+    if let Some(p) = &snap.process {
+        encode_process(enc, p);
+    }
+}
+
+/// The `process_*` families with client_golang's names, types and help texts, so that the
+/// dashboards and alerts written for Go exporters (`rate(process_cpu_seconds_total[5m])`,
+/// `process_open_fds / process_max_fds`) work on lookout unchanged.
+pub(super) fn encode_process(enc: &mut Encoder, p: &ProcessStats) {
+    // An unlimited limit is RLIM_INFINITY, which client_golang (through prometheus/procfs)
+    // exports as the float of 2^64-1 (1.8446744073709552e+19); lookout does the same.
+    let limit = |l: Option<u64>| l.unwrap_or(u64::MAX) as f64;
+    enc.single(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        Kind::Counter,
+        p.cpu_seconds_total,
+    );
+    enc.single(
+        "process_open_fds",
+        "Number of open file descriptors.",
+        Kind::Gauge,
+        p.open_fds as f64,
+    );
+    enc.single(
+        "process_max_fds",
+        "Maximum number of open file descriptors.",
+        Kind::Gauge,
+        limit(p.max_fds),
+    );
+    enc.single(
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes.",
+        Kind::Gauge,
+        p.virtual_memory_bytes as f64,
+    );
+    enc.single(
+        "process_virtual_memory_max_bytes",
+        "Maximum amount of virtual memory available in bytes.",
+        Kind::Gauge,
+        limit(p.virtual_memory_max_bytes),
+    );
+    enc.single(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        Kind::Gauge,
+        p.resident_memory_bytes as f64,
+    );
+    enc.single(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        Kind::Gauge,
+        p.start_time_seconds,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::{render, Format};
+
+    fn stats() -> ProcessStats {
+        ProcessStats {
+            cpu_seconds_total: 2.25,
+            resident_memory_bytes: 12_582_912,
+            virtual_memory_bytes: 812_646_400,
+            virtual_memory_max_bytes: None,
+            open_fds: 9,
+            max_fds: Some(1024),
+            start_time_seconds: 1_700_001_234.56,
+        }
+    }
+
+    #[test]
+    fn process_families_as_client_golang_writes_them() {
+        let mut enc = Encoder::new(0);
+        encode_process(&mut enc, &stats());
+        assert_eq!(
+            enc.into_string(Format::Text),
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total 2.25\n\
+             # HELP process_open_fds Number of open file descriptors.\n\
+             # TYPE process_open_fds gauge\n\
+             process_open_fds 9\n\
+             # HELP process_max_fds Maximum number of open file descriptors.\n\
+             # TYPE process_max_fds gauge\n\
+             process_max_fds 1024\n\
+             # HELP process_virtual_memory_bytes Virtual memory size in bytes.\n\
+             # TYPE process_virtual_memory_bytes gauge\n\
+             process_virtual_memory_bytes 812646400\n\
+             # HELP process_virtual_memory_max_bytes Maximum amount of virtual memory available in bytes.\n\
+             # TYPE process_virtual_memory_max_bytes gauge\n\
+             process_virtual_memory_max_bytes 18446744073709552000\n\
+             # HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+             # TYPE process_resident_memory_bytes gauge\n\
+             process_resident_memory_bytes 12582912\n\
+             # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n\
+             # TYPE process_start_time_seconds gauge\n\
+             process_start_time_seconds 1700001234.56\n"
+        );
+        let mut om = Encoder::new(0);
+        encode_process(&mut om, &stats());
+        let om = om.into_string(Format::OpenMetrics);
+        assert!(
+            om.starts_with(
+                "# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\n\
+                            # TYPE process_cpu_seconds counter\n\
+                            process_cpu_seconds_total 2.25\n"
+            ),
+            "{om}"
+        );
+    }
+
+    #[test]
+    fn process_series_only_with_a_reading() {
+        let mut snap = Snapshot::default();
+        assert!(!render(&snap, Format::Text).contains("process_"));
+        snap.process = Some(stats());
+        let text = render(&snap, Format::Text);
+        assert!(text.contains("\nprocess_open_fds 9\n"), "{text}");
+        assert!(
+            text.contains("\nprocess_start_time_seconds 1700001234.56\n"),
+            "{text}"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod host;
 pub mod labels;
 pub mod logs;
+pub mod process;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use gpu::*;
 pub use host::*;
 pub use labels::*;
 pub use logs::*;
+pub use process::*;
 
 /// What one collector contributed to a cycle.
 #[derive(Debug, Clone)]
@@ -66,6 +68,9 @@ pub struct Snapshot {
     /// Number of host CPUs and memory, for "percent of the host" figures.
     pub host_cpus: u32,
     pub host_memory_bytes: u64,
+    /// lookout's own process (`process_*`), read from `/proc/self` by the wiring each cycle;
+    /// `None` when it could not be read (not a collector: lookout's health, not the host's).
+    pub process: Option<ProcessStats>,
 }
 
 impl Snapshot {
