@@ -220,7 +220,7 @@ pub async fn run(
         telemetry_path: web.telemetry_path.clone(),
     };
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, path = %web.telemetry_path, "serving metrics");
+    tracing::info!(%addr, path = %web.telemetry_path, "serving /metrics");
     let stop = token.clone();
     tokio::spawn(async move {
         shutdown.await;

@@ -45,6 +45,19 @@ pub struct Request {
     reply: Option<oneshot::Sender<Outcome>>,
 }
 
+impl Request {
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Answer the request (for a reload task of one's own, in tests).
+    pub fn answer(self, outcome: Outcome) {
+        if let Some(r) = self.reply {
+            let _ = r.send(outcome);
+        }
+    }
+}
+
 /// Asks for reloads (cheap to clone).
 #[derive(Clone)]
 pub struct Handle {
