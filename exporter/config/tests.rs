@@ -302,6 +302,44 @@ fn bad_values_are_located_at_the_value() {
 }
 
 #[test]
+fn huge_durations_are_located_errors_not_panics() {
+    let p = problems(
+        "interval: 99999999999999999999s\ncollector_timeout: 16000w\n\
+         docker:\n  resync: 99999999999999999999999999999999h\n\
+         collectors:\n  disk:\n    statfs_timeout: 1e400s\n",
+    );
+    let got: Vec<(usize, usize, &str)> = p
+        .iter()
+        .map(|(l, c, m)| (*l, *c, m.split(':').next().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 11, "interval"),
+            (2, 20, "collector_timeout"),
+            (4, 11, "docker.resync"),
+            (7, 21, "collectors.disk.statfs_timeout"),
+        ],
+        "{p:#?}"
+    );
+    for (_, _, m) in &p[..3] {
+        assert!(m.contains("is too large"), "{m}");
+    }
+    // `1e400s` is not a number lookout reads: invalid, not too large.
+    assert!(p[3].2.contains("invalid duration"), "{p:?}");
+
+    // From the environment or a flag: named after its origin.
+    let flags = Overrides {
+        interval: Some("99999999999999999999s".into()),
+        ..Default::default()
+    };
+    let err = Config::load(None, &no_env, &flags).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].file, "--interval");
+    assert!(err.problems[0].message.contains("too large"), "{err}");
+}
+
+#[test]
 fn every_problem_in_a_file_is_reported_at_once() {
     let text = "\
 listen: nowhere

@@ -936,6 +936,43 @@ mod tests {
     }
 
     #[test]
+    fn huge_for_and_keep_firing_for_are_located_errors() {
+        let e = errors(
+            r#"groups:
+  - name: g
+    rules:
+      - alert: A
+        scope: host
+        expr: load1 > 1
+        for: 99999999999999999999s
+        keep_firing_for: 20000w
+"#,
+        );
+        assert_eq!(e.len(), 2, "{}", e.join("\n"));
+        assert!(
+            e[0].starts_with(
+                "r.yml:7:14: groups[0].rules[0].for: duration \"99999999999999999999s\" is too large"
+            ),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with(
+                "r.yml:8:26: groups[0].rules[0].keep_firing_for: duration \"20000w\" is too large"
+            ),
+            "{}",
+            e[1]
+        );
+        // The longest accepted is a plain number of seconds the state machine compares.
+        let l = load_one(
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        scope: host\n        \
+             expr: load1 > 1\n        for: 15250w\n        keep_firing_for: 15250w\n",
+        )
+        .unwrap();
+        assert_eq!(l.rules[0].timing.for_secs, 15250.0 * 604800.0);
+    }
+
+    #[test]
     fn label_and_type_errors() {
         let e = errors(
             r#"groups:
