@@ -442,6 +442,25 @@ impl Validator {
         }
     }
 
+    /// A duration from the file that must be at least `min` (more than zero when `min` is
+    /// zero); `example` is a sensible value to suggest.
+    fn duration_min(
+        &mut self,
+        path: &str,
+        s: &str,
+        min: Duration,
+        example: &str,
+    ) -> Option<Duration> {
+        let d = self.duration(path, s)?;
+        match check_min(d, min, example) {
+            Ok(()) => Some(d),
+            Err(e) => {
+                self.at(path, format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
     fn regex(&mut self, path: &str, s: &str) -> Option<Regex> {
         match Regex::new(s) {
             Ok(r) => Some(r),
@@ -525,7 +544,7 @@ impl Validator {
         }
         let collector_timeout = match raw.collector_timeout.as_deref() {
             Some(s) => self
-                .duration("collector_timeout", s)
+                .duration_min("collector_timeout", s, Duration::ZERO, "5s")
                 .unwrap_or(Duration::from_secs(5)),
             None => (interval.mul_f64(0.8)).min(Duration::from_secs(5)),
         };
@@ -588,7 +607,7 @@ impl Validator {
         let resync = d
             .resync
             .as_deref()
-            .and_then(|s| self.duration("docker.resync", s))
+            .and_then(|s| self.duration_min("docker.resync", s, MIN_RESYNC, "60s"))
             .unwrap_or(Duration::from_secs(60));
 
         let c = raw.collectors.unwrap_or_default();
@@ -615,7 +634,9 @@ impl Validator {
         let statfs_timeout = disk_settings
             .statfs_timeout
             .as_deref()
-            .and_then(|s| self.duration("collectors.disk.statfs_timeout", s))
+            .and_then(|s| {
+                self.duration_min("collectors.disk.statfs_timeout", s, Duration::ZERO, "1s")
+            })
             .unwrap_or(Duration::from_secs(1));
         let gpu = match c.gpu {
             None => GpuMode::Auto,
@@ -700,6 +721,25 @@ impl Validator {
             state_dir,
         })
     }
+}
+
+/// The shortest `docker.resync`: a full re-list of the inventory more often than this is load
+/// on the daemon for nothing (events keep the inventory current in between).
+pub const MIN_RESYNC: Duration = Duration::from_secs(1);
+
+/// `d` is at least `min`, or (with `min` zero) more than zero; else what was expected.
+fn check_min(d: Duration, min: Duration, example: &str) -> Result<(), String> {
+    if min.is_zero() && d.is_zero() {
+        return Err(format!("must be more than 0s (e.g. {example})"));
+    }
+    if d < min {
+        return Err(format!(
+            "must be at least {} (e.g. {example}), got {}",
+            format_duration(min),
+            format_duration(d)
+        ));
+    }
+    Ok(())
 }
 
 /// A regex compile error in one line: the regex crate's own message ends with the reason after

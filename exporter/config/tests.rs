@@ -340,6 +340,53 @@ fn huge_durations_are_located_errors_not_panics() {
 }
 
 #[test]
+fn durations_where_zero_makes_no_sense_are_refused() {
+    let p = problems(
+        "collector_timeout: 0s\n\
+         docker:\n  resync: 0s\n\
+         collectors:\n  disk:\n    statfs_timeout: \"0\"\n",
+    );
+    assert_eq!(
+        p,
+        vec![
+            (
+                1,
+                20,
+                "collector_timeout: must be more than 0s (e.g. 5s)".into()
+            ),
+            (
+                3,
+                11,
+                "docker.resync: must be at least 1s (e.g. 60s), got 0s".into()
+            ),
+            (
+                6,
+                21,
+                "collectors.disk.statfs_timeout: must be more than 0s (e.g. 1s)".into()
+            ),
+        ]
+    );
+    let p = problems("docker:\n  resync: 999ms\n");
+    assert_eq!(
+        p,
+        vec![(
+            2,
+            11,
+            "docker.resync: must be at least 1s (e.g. 60s), got 999ms".into()
+        )]
+    );
+    // The smallest values that make sense are fine.
+    let (c, _) = load_file(
+        "collector_timeout: 1ms\ndocker:\n  resync: 1s\ncollectors:\n  disk:\n    \
+         statfs_timeout: 1ms\n",
+    );
+    let c = c.unwrap();
+    assert_eq!(c.collector_timeout, Duration::from_millis(1));
+    assert_eq!(c.docker.resync, MIN_RESYNC);
+    assert_eq!(c.collectors.disk.statfs_timeout, Duration::from_millis(1));
+}
+
+#[test]
 fn every_problem_in_a_file_is_reported_at_once() {
     let text = "\
 listen: nowhere
