@@ -8,6 +8,7 @@
 mod duration;
 mod glob;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use serde::Deserialize;
 pub use duration::{format_duration, parse_duration};
 pub use glob::NameFilter;
 
+use crate::exposition::sanitize_label_name;
 use crate::yamlloc::{self, Located, Locations, Pos};
 
 /// The embedded default configuration; every key is documented there.
@@ -489,6 +491,38 @@ impl Validator {
         ok
     }
 
+    /// `docker.labels`: no empty name, and no two that become the same Prometheus label (a
+    /// series with a label twice makes Prometheus reject the whole scrape).
+    fn labels(&mut self, labels: &[String]) {
+        // Each exported label name, and the entry that first gave it.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, l) in labels.iter().enumerate() {
+            let path = format!("docker.labels[{i}]");
+            if l.is_empty() {
+                self.at(&path, format!("{path}: empty label name"));
+                continue;
+            }
+            let name = format!("container_label_{}", sanitize_label_name(l));
+            match seen.get(&name) {
+                Some(&j) if labels[j] == *l => self.at(
+                    &path,
+                    format!("{path}: {l:?} is already listed as docker.labels[{j}]"),
+                ),
+                Some(&j) => self.at(
+                    &path,
+                    format!(
+                        "{path}: {l:?} and docker.labels[{j}] {:?} both become the label \
+                         {name}; list only one of them",
+                        labels[j]
+                    ),
+                ),
+                None => {
+                    seen.insert(name, i);
+                }
+            }
+        }
+    }
+
     fn build(
         &mut self,
         raw: RawConfig,
@@ -596,14 +630,7 @@ impl Validator {
         );
         let exclude = self.globs("docker.exclude", d.exclude.as_deref().unwrap_or(&[]));
         let labels = d.labels.unwrap_or_default();
-        for (i, l) in labels.iter().enumerate() {
-            if l.is_empty() {
-                self.at(
-                    &format!("docker.labels[{i}]"),
-                    format!("docker.labels[{i}]: empty label name"),
-                );
-            }
-        }
+        self.labels(&labels);
         let resync = d
             .resync
             .as_deref()

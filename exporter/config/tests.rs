@@ -387,6 +387,43 @@ fn durations_where_zero_makes_no_sense_are_refused() {
 }
 
 #[test]
+fn labels_that_sanitise_to_the_same_name_are_refused() {
+    let p = problems(
+        "docker:\n  labels:\n    - a.b\n    - com.example/x\n    - a-b\n    - a.b\n    \
+         - 1x\n    - _1x\n",
+    );
+    assert_eq!(
+        p,
+        vec![
+            (
+                5,
+                7,
+                "docker.labels[2]: \"a-b\" and docker.labels[0] \"a.b\" both become the label \
+                 container_label_a_b; list only one of them"
+                    .into()
+            ),
+            (
+                6,
+                7,
+                "docker.labels[3]: \"a.b\" is already listed as docker.labels[0]".into()
+            ),
+            (
+                8,
+                7,
+                "docker.labels[5]: \"_1x\" and docker.labels[4] \"1x\" both become the label \
+                 container_label__1x; list only one of them"
+                    .into()
+            ),
+        ]
+    );
+    // Flow style is located too.
+    let p = problems("docker:\n  labels: [a.b, \"a b\"]\n");
+    assert_eq!((p[0].0, p[0].1), (2, 17), "{p:?}");
+    let (c, _) = load_file("docker:\n  labels: [a.b, a.c, ab]\n");
+    assert_eq!(c.unwrap().docker.labels, ["a.b", "a.c", "ab"]);
+}
+
+#[test]
 fn every_problem_in_a_file_is_reported_at_once() {
     let text = "\
 listen: nowhere
