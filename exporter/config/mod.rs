@@ -16,7 +16,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 pub use duration::{format_duration, parse_duration};
-pub use glob::NameFilter;
+pub use glob::{check_path as check_path_glob, NameFilter};
 
 use crate::exposition::sanitize_label_name;
 use crate::yamlloc::{self, Located, Locations, Pos};
@@ -704,7 +704,7 @@ impl Validator {
         let state_dir = raw.state_dir.map(PathBuf::from);
         if let Some(rf) = &raw.rule_files {
             for (i, g) in rf.iter().enumerate() {
-                if let Err(e) = glob::check(g) {
+                if let Err(e) = glob::check_path(g) {
                     self.at(
                         &format!("rule_files[{i}]"),
                         format!("rule_files[{i}]: invalid glob {g:?}: {e}"),
