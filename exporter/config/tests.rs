@@ -212,8 +212,12 @@ fn bad_environment_and_flags_name_their_origin() {
     assert_eq!(files, ["LOOKOUT_LISTEN", "LOOKOUT_INTERVAL", "--interval"]);
     assert!(err.problems[0].message.contains("\"nowhere\""), "{err}");
     assert!(err.problems[1].message.contains("\"soon\""), "{err}");
-    // No made-up position for a value that has no file.
-    assert!(err.to_string().starts_with("LOOKOUT_LISTEN: "), "{err}");
+    // No made-up position for a value that has no file, and its origin said once.
+    assert!(
+        err.to_string()
+            .starts_with("LOOKOUT_LISTEN=\"nowhere\": expected host:port"),
+        "{err}"
+    );
 
     let env = |k: &str| (k == "DOCKER_HOST").then(|| "docker.example:2375".to_string());
     let err = Config::load(None, &env, &Overrides::default()).unwrap_err();
