@@ -315,7 +315,8 @@ pub struct Overrides {
     pub disable_defaults: bool,
 }
 
-/// The HTTP server's settings (node_exporter's and Prometheus's `--web.*` flags).
+/// The HTTP server's settings: `web:` in the file, each key overridden by its `--web.*` flag
+/// (node_exporter's and Prometheus's names); a change needs a restart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebConfig {
     /// Path the exposition is served on (`--web.telemetry-path`, default `/metrics`).
