@@ -687,22 +687,59 @@ fn from_stats(r: bollard::models::ContainerStatsResponse) -> ContainerStats {
                     ..Default::default()
                 });
                 let v = e.value.unwrap_or(0);
-                match (
+                // The daemon's numbers: a sum saturates rather than wraps (or panics in debug).
+                let total = match (
                     e.op.as_deref().map(str::to_ascii_lowercase).as_deref(),
                     bytes,
                 ) {
-                    (Some("read"), true) => d.read_bytes += v,
-                    (Some("write"), true) => d.write_bytes += v,
-                    (Some("read"), false) => d.reads += v,
-                    (Some("write"), false) => d.writes += v,
-                    _ => {}
-                }
+                    (Some("read"), true) => &mut d.read_bytes,
+                    (Some("write"), true) => &mut d.write_bytes,
+                    (Some("read"), false) => &mut d.reads,
+                    (Some("write"), false) => &mut d.writes,
+                    _ => continue,
+                };
+                *total = total.saturating_add(v);
             }
         }
         out.blkio = devs.into_values().collect();
     }
     out.pids = r.pids_stats.and_then(|p| p.current);
     out
+}
+
+#[cfg(test)]
+mod from_stats_tests {
+    use super::*;
+    use bollard::models::{ContainerBlkioStatEntry, ContainerBlkioStats, ContainerStatsResponse};
+
+    #[test]
+    fn blkio_sums_saturate() {
+        let entry = |op: &str, value: u64| ContainerBlkioStatEntry {
+            major: Some(8),
+            minor: Some(0),
+            op: Some(op.into()),
+            value: Some(value),
+        };
+        // One device listed twice (a daemon or kernel quirk) with counters near the top.
+        let list = vec![
+            entry("Read", u64::MAX - 1),
+            entry("Write", 7),
+            entry("read", 5),
+            entry("Total", u64::MAX),
+        ];
+        let s = from_stats(ContainerStatsResponse {
+            blkio_stats: Some(ContainerBlkioStats {
+                io_service_bytes_recursive: Some(list.clone()),
+                io_serviced_recursive: Some(list),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(s.blkio.len(), 1);
+        let d = &s.blkio[0];
+        assert_eq!((d.read_bytes, d.write_bytes), (u64::MAX, 7));
+        assert_eq!((d.reads, d.writes), (u64::MAX, 7));
+    }
 }
 
 #[cfg(test)]

@@ -35,9 +35,14 @@ pub struct Located {
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Line 0: a value from the environment or a flag, which has no position to show.
+        // Line 0: a value from the environment or a flag, which has no position to show; its
+        // origin is shown once, whether or not the message already starts with it.
         if self.pos.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
+            if self.message.starts_with(&self.file) {
+                write!(f, "{}", self.message)
+            } else {
+                write!(f, "{}: {}", self.file, self.message)
+            }
         } else {
             write!(f, "{}:{}: {}", self.file, self.pos, self.message)
         }
@@ -224,6 +229,27 @@ pub fn strip_serde_location(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_origin_without_a_position_is_shown_once() {
+        let at = |file: &str, line, message: &str| {
+            Located {
+                file: file.into(),
+                pos: Pos { line, col: 3 },
+                message: message.into(),
+            }
+            .to_string()
+        };
+        assert_eq!(at("a.yml", 2, "x: bad"), "a.yml:2:3: x: bad");
+        assert_eq!(
+            at("--interval", 0, "--interval \"10\": invalid duration"),
+            "--interval \"10\": invalid duration"
+        );
+        assert_eq!(
+            at("--interval", 0, "must be at least 100ms"),
+            "--interval: must be at least 100ms"
+        );
+    }
 
     #[test]
     fn indexes_keys_values_and_sequences() {

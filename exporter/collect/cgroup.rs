@@ -800,7 +800,8 @@ pub fn parse_cpu_max(text: &str) -> (Option<i64>, Option<u64>) {
 
 /// v2 `cpu.weight` (1-10000) back to v1 shares (2-262144), the inverse of runc's conversion.
 pub fn weight_to_shares(weight: u64) -> u64 {
-    2 + (weight.saturating_sub(1) * 262142) / 9999
+    // The kernel allows 1-10000; a stranger value saturates rather than overflows.
+    2u64.saturating_add(weight.saturating_sub(1).saturating_mul(262142) / 9999)
 }
 
 /// A container's `/proc/<pid>/net/dev` (the shared parser), loopback excluded.

@@ -67,15 +67,23 @@ pub fn statvfs(path: &Path) -> io::Result<FsStats> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut buf) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(fs_stats(&buf))
+}
+
+/// Bytes from blocks. A FUSE filesystem reports whatever it likes, so the products saturate
+/// rather than wrap (or panic in a debug build).
+// The fields are u64 here but narrower on some 32-bit targets: the casts stay.
+#[allow(clippy::unnecessary_cast)]
+fn fs_stats(buf: &libc::statvfs) -> FsStats {
     let unit = buf.f_frsize as u64;
-    Ok(FsStats {
-        size_bytes: buf.f_blocks as u64 * unit,
-        free_bytes: buf.f_bfree as u64 * unit,
-        avail_bytes: buf.f_bavail as u64 * unit,
+    FsStats {
+        size_bytes: (buf.f_blocks as u64).saturating_mul(unit),
+        free_bytes: (buf.f_bfree as u64).saturating_mul(unit),
+        avail_bytes: (buf.f_bavail as u64).saturating_mul(unit),
         files: buf.f_files as u64,
         files_free: buf.f_ffree as u64,
         readonly: buf.f_flag & libc::ST_RDONLY != 0,
-    })
+    }
 }
 
 /// One line of the mount table.
@@ -326,6 +334,26 @@ fn host_path(rootfs: &Path, mountpoint: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unnecessary_cast)]
+    fn statfs_products_saturate() {
+        // SAFETY: statvfs is a plain struct of integers; all zeroes is a valid value.
+        let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+        buf.f_frsize = 4096;
+        buf.f_blocks = u64::MAX as libc::fsblkcnt_t;
+        buf.f_bfree = (u64::MAX / 4096 + 1) as libc::fsblkcnt_t;
+        buf.f_bavail = 10;
+        buf.f_files = u64::MAX as libc::fsfilcnt_t;
+        let s = fs_stats(&buf);
+        assert_eq!(s.size_bytes, u64::MAX);
+        assert_eq!(s.free_bytes, u64::MAX);
+        assert_eq!(s.avail_bytes, 40960);
+        assert_eq!(s.files, u64::MAX);
+        buf.f_frsize = u64::MAX as libc::c_ulong;
+        buf.f_blocks = 2;
+        assert_eq!(fs_stats(&buf).size_bytes, u64::MAX);
+    }
 
     #[test]
     fn mount_lines_are_unescaped_and_stripped() {

@@ -304,10 +304,11 @@ pub fn parse_diskstats(text: &str, exclude: &Regex) -> Result<Vec<DiskIo>, Strin
         out.push(DiskIo {
             device: device.to_string(),
             reads_completed: v[0],
-            read_bytes: v[2] * 512,
+            // Sectors saturate rather than wrap (or panic in a debug build) at the edge of u64.
+            read_bytes: v[2].saturating_mul(512),
             read_time_seconds: v[3] as f64 / 1000.0,
             writes_completed: v[4],
-            written_bytes: v[6] * 512,
+            written_bytes: v[6].saturating_mul(512),
             write_time_seconds: v[7] as f64 / 1000.0,
             io_now: v[8],
             io_time_seconds: v[9] as f64 / 1000.0,
@@ -574,6 +575,14 @@ mod tests {
         assert_eq!(d[0].io_now, 2);
         assert_eq!(d[0].io_time_seconds, 14.308);
         assert!(parse_diskstats("8 0 sdz 1 2\n", &ex).is_err());
+        let max = u64::MAX;
+        let huge = format!(
+            "8 0 sda 0 0 {max} {max} 0 0 {} 0 {max} {max} 0\n",
+            max / 512 + 1
+        );
+        let d = parse_diskstats(&huge, &ex).unwrap();
+        assert_eq!((d[0].read_bytes, d[0].written_bytes), (max, max));
+        assert_eq!(d[0].io_now, max);
     }
 
     #[test]

@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
-/// Parse a duration such as `1m30s`. A bare `0` is accepted.
+/// The longest duration accepted: Prometheus's limit (the largest `int64` of nanoseconds, about
+/// 292 years), so that adding it to any clock reading cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
+/// Parse a duration such as `1m30s`. A bare `0` is accepted; anything longer than
+/// [`MAX_DURATION`] (or too long to be a number at all) is an error, never a panic.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t == "0" {
@@ -37,7 +42,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(num * secs);
+        // `num` can be infinite (400 digits parse as +inf); try_from refuses that and overflow.
+        total = Duration::try_from_secs_f64(num * secs)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .filter(|d| *d <= MAX_DURATION)
+            .ok_or_else(|| {
+                format!(
+                    "duration {s:?} is too large: at most 15250w (about 292 years; e.g. 10s, 1h, 4w)"
+                )
+            })?;
     }
     Ok(total)
 }
@@ -79,5 +93,30 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        let nines = format!("{}s", "9".repeat(400));
+        for huge in [
+            "99999999999999999999s",
+            "18446744073709551616s",
+            "15251w",
+            "9999999999999999w1s",
+            "10000000000000000000000000000000000000ms",
+            nines.as_str(),
+        ] {
+            let e = parse_duration(huge).expect_err(huge);
+            assert!(e.contains("too large"), "{huge}: {e}");
+            assert!(e.contains("e.g. 10s"), "{huge}: {e}");
+        }
+        // The limit itself is fine, one more second is not.
+        assert!(parse_duration("15250w").is_ok());
+        assert!(parse_duration("106751d23h47m16s").is_ok());
+        assert!(parse_duration("106751d23h47m17s").is_err());
+        assert_eq!(
+            parse_duration("106751d23h47m16s").unwrap().as_secs(),
+            MAX_DURATION.as_secs()
+        );
     }
 }

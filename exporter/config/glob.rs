@@ -1,4 +1,5 @@
-//! Name globs (`web-*`, `api-?`, `db[12]`): include and exclude lists.
+//! Name globs (`web-*`, `api-?`, `db[12]`): include and exclude lists; and the check of
+//! rule-file path globs (`rules/*.yml`), which the `glob` crate expands.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -7,6 +8,14 @@ pub fn check(glob: &str) -> Result<(), String> {
     Glob::new(glob)
         .map(|_| ())
         .map_err(|e| e.kind().to_string())
+}
+
+/// Check a rule-file path glob: the `glob` crate's syntax (`*`, `?`, `[...]`, and `**` as a
+/// whole path component), with `*` and `?` never matching `/`.
+pub fn check_path(glob: &str) -> Result<(), String> {
+    ::glob::Pattern::new(glob)
+        .map(drop)
+        .map_err(|e| format!("{} (near character {})", e.msg, e.pos + 1))
 }
 
 /// Matches a name when some include glob matches and no exclude glob does.
@@ -59,5 +68,24 @@ mod tests {
         assert!(!f.matches("web-tmp3"));
         assert!(!f.matches("cache"));
         assert!(check("web-[").is_err());
+    }
+
+    #[test]
+    fn path_globs() {
+        for ok in [
+            "rules/*.yml",
+            "/etc/lookout/**/*.yml",
+            "r?les/[ab].yml",
+            "{a,b}.yml",
+        ] {
+            assert_eq!(check_path(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check_path("rules/[.yml"),
+            Err("invalid range pattern (near character 7)".into())
+        );
+        assert!(check_path("rules/**.yml")
+            .unwrap_err()
+            .contains("recursive wildcards"));
     }
 }

@@ -8,6 +8,7 @@
 mod duration;
 mod glob;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 pub use duration::{format_duration, parse_duration};
-pub use glob::NameFilter;
+pub use glob::{check_path as check_path_glob, NameFilter};
 
+use crate::exposition::sanitize_label_name;
 use crate::yamlloc::{self, Located, Locations, Pos};
 
 /// The embedded default configuration; every key is documented there.
@@ -40,6 +42,17 @@ struct RawConfig {
     collectors: Option<RawCollectors>,
     rule_files: Option<Vec<String>>,
     state_dir: Option<String>,
+    web: Option<RawWeb>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    telemetry_path: Option<String>,
+    max_connections: Option<u64>,
+    read_header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    request_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,7 +172,8 @@ pub struct LogRule {
     pub pattern: Regex,
 }
 
-/// Which collectors run.
+/// Which collectors run: `collectors:` in the file, then `--collector.<name>`,
+/// `--no-collector.<name>` and `--collector.disable-defaults` (node_exporter's flags).
 #[derive(Debug, Clone)]
 pub struct CollectorsConfig {
     pub docker: bool,
@@ -167,8 +181,27 @@ pub struct CollectorsConfig {
     pub host: bool,
     pub disk: DiskConfig,
     pub gpu: GpuMode,
+    /// The log rules (`collectors.logs` in the file); containers can also opt in by label.
     pub logs: Vec<LogRule>,
+    /// Whether container logs are followed at all (`--no-collector.logs` turns it off; the file
+    /// has no switch, since `collectors.logs` is the list of rules).
+    pub logs_enabled: bool,
 }
+
+/// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
+pub const COLLECTOR_NAMES: &[&str] = &["docker", "cgroup", "host", "disk", "gpu", "logs"];
+
+/// lookout's own HTTP paths, which the telemetry path may not take (besides `/api/...` and
+/// `/-/...`, which are reserved whole).
+pub const RESERVED_PATHS: &[&str] = &[
+    "/",
+    "/health",
+    "/healthz",
+    "/ready",
+    "/-/healthy",
+    "/-/ready",
+    "/-/reload",
+];
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -196,7 +229,8 @@ pub struct Config {
 
 impl Config {
     /// What differs from `new` that only a restart applies (a reload takes the rest: rules,
-    /// interval, collector timeout, the container filter and the exported labels).
+    /// interval, collector timeout, the container filter and the exported labels). The web
+    /// server's settings and the set of collectors are fixed when lookout starts.
     pub fn needs_restart(&self, new: &Config) -> Vec<&'static str> {
         let mut out = Vec::new();
         let (a, b) = (&self.collectors, &new.collectors);
@@ -206,7 +240,8 @@ impl Config {
                 .map(|r| (r.name.patterns.clone(), r.pattern.as_str().to_string()))
                 .collect::<Vec<_>>()
         };
-        let checks: [(&'static str, bool); 12] = [
+        let (w, v) = (&self.web, &new.web);
+        let checks: [(&'static str, bool); 17] = [
             ("listen", self.listen != new.listen),
             ("paths", self.paths != new.paths),
             ("docker.host", self.docker.host != new.docker.host),
@@ -222,9 +257,26 @@ impl Config {
                     || a.disk.statfs_timeout != b.disk.statfs_timeout,
             ),
             ("collectors.gpu", a.gpu != b.gpu),
-            ("collectors.logs", logs(a) != logs(b)),
+            (
+                "collectors.logs",
+                logs(a) != logs(b) || a.logs_enabled != b.logs_enabled,
+            ),
             ("state_dir", self.state_dir != new.state_dir),
             ("config file", self.source != new.source),
+            ("web.telemetry_path", w.telemetry_path != v.telemetry_path),
+            (
+                "web.max_connections",
+                w.max_connections != v.max_connections,
+            ),
+            (
+                "web.read_header_timeout",
+                w.read_header_timeout != v.read_header_timeout,
+            ),
+            ("web.idle_timeout", w.idle_timeout != v.idle_timeout),
+            (
+                "web.request_timeout",
+                w.request_timeout != v.request_timeout,
+            ),
         ];
         for (name, changed) in checks {
             if changed {
@@ -263,7 +315,8 @@ pub struct Overrides {
     pub disable_defaults: bool,
 }
 
-/// The HTTP server's settings (node_exporter's and Prometheus's `--web.*` flags).
+/// The HTTP server's settings: `web:` in the file, each key overridden by its `--web.*` flag
+/// (node_exporter's and Prometheus's names); a change needs a restart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebConfig {
     /// Path the exposition is served on (`--web.telemetry-path`, default `/metrics`).
@@ -378,6 +431,8 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
     let ud = user.docker.unwrap_or_default();
     let bc = base.collectors.unwrap_or_default();
     let uc = user.collectors.unwrap_or_default();
+    let bw = base.web.unwrap_or_default();
+    let uw = user.web.unwrap_or_default();
     RawConfig {
         listen: user.listen.or(base.listen),
         interval: user.interval.or(base.interval),
@@ -404,6 +459,13 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
+        web: Some(RawWeb {
+            telemetry_path: uw.telemetry_path.or(bw.telemetry_path),
+            max_connections: uw.max_connections.or(bw.max_connections),
+            read_header_timeout: uw.read_header_timeout.or(bw.read_header_timeout),
+            idle_timeout: uw.idle_timeout.or(bw.idle_timeout),
+            request_timeout: uw.request_timeout.or(bw.request_timeout),
+        }),
     }
 }
 
@@ -442,6 +504,25 @@ impl Validator {
         }
     }
 
+    /// A duration from the file that must be at least `min` (more than zero when `min` is
+    /// zero); `example` is a sensible value to suggest.
+    fn duration_min(
+        &mut self,
+        path: &str,
+        s: &str,
+        min: Duration,
+        example: &str,
+    ) -> Option<Duration> {
+        let d = self.duration(path, s)?;
+        match check_min(d, min, example) {
+            Ok(()) => Some(d),
+            Err(e) => {
+                self.at(path, format!("{path}: {e}"));
+                None
+            }
+        }
+    }
+
     fn regex(&mut self, path: &str, s: &str) -> Option<Regex> {
         match Regex::new(s) {
             Ok(r) => Some(r),
@@ -468,6 +549,165 @@ impl Validator {
             }
         }
         ok
+    }
+
+    /// `docker.labels`: no empty name, and no two that become the same Prometheus label (a
+    /// series with a label twice makes Prometheus reject the whole scrape).
+    fn labels(&mut self, labels: &[String]) {
+        // Each exported label name, and the entry that first gave it.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, l) in labels.iter().enumerate() {
+            let path = format!("docker.labels[{i}]");
+            if l.is_empty() {
+                self.at(&path, format!("{path}: empty label name"));
+                continue;
+            }
+            let name = format!("container_label_{}", sanitize_label_name(l));
+            match seen.get(&name) {
+                Some(&j) if labels[j] == *l => self.at(
+                    &path,
+                    format!("{path}: {l:?} is already listed as docker.labels[{j}]"),
+                ),
+                Some(&j) => self.at(
+                    &path,
+                    format!(
+                        "{path}: {l:?} and docker.labels[{j}] {:?} both become the label \
+                         {name}; list only one of them",
+                        labels[j]
+                    ),
+                ),
+                None => {
+                    seen.insert(name, i);
+                }
+            }
+        }
+    }
+
+    /// `web:` from the file, each key overridden by its `--web.*` flag; `enable_lifecycle`
+    /// comes from its flag alone (as in Prometheus: the file cannot open the reload endpoint).
+    fn web(&mut self, raw: RawWeb, flags: &Overrides) -> WebConfig {
+        let mut web = WebConfig {
+            enable_lifecycle: flags.enable_lifecycle,
+            ..WebConfig::default()
+        };
+
+        let path = "web.telemetry_path";
+        if let Some(p) = raw.telemetry_path {
+            match check_telemetry_path(&p) {
+                Ok(()) => web.telemetry_path = p,
+                Err(e) => self.at(path, format!("{path}: {e}")),
+            }
+        }
+        if let Some(p) = &flags.telemetry_path {
+            let origin = "--web.telemetry-path";
+            match check_telemetry_path(p) {
+                Ok(()) => web.telemetry_path = p.clone(),
+                Err(e) => self.outside(origin, format!("{origin} {p:?}: {e}")),
+            }
+        }
+
+        let path = "web.max_connections";
+        let at_least_one = "must be at least 1 (e.g. 1024)";
+        match raw.max_connections {
+            Some(0) => self.at(path, format!("{path}: {at_least_one}, got 0")),
+            Some(n) => web.max_connections = usize::try_from(n).unwrap_or(usize::MAX),
+            None => {}
+        }
+        if let Some(v) = &flags.max_connections {
+            let origin = "--web.max-connections";
+            match v.trim().parse::<usize>() {
+                Ok(0) => self.outside(origin, format!("{origin} {v:?}: {at_least_one}")),
+                Ok(n) => web.max_connections = n,
+                Err(_) => self.outside(
+                    origin,
+                    format!("{origin} {v:?}: expected a whole number of at least 1 (e.g. 1024)"),
+                ),
+            }
+        }
+
+        for (key, flag, file, over, slot, example) in [
+            (
+                "web.read_header_timeout",
+                "--web.read-header-timeout",
+                raw.read_header_timeout,
+                &flags.read_header_timeout,
+                &mut web.read_header_timeout,
+                "10s",
+            ),
+            (
+                "web.idle_timeout",
+                "--web.idle-timeout",
+                raw.idle_timeout,
+                &flags.idle_timeout,
+                &mut web.idle_timeout,
+                "60s",
+            ),
+            (
+                "web.request_timeout",
+                "--web.request-timeout",
+                raw.request_timeout,
+                &flags.request_timeout,
+                &mut web.request_timeout,
+                "30s",
+            ),
+        ] {
+            if let Some(d) = file.and_then(|s| self.duration_min(key, &s, Duration::ZERO, example))
+            {
+                *slot = d;
+            }
+            if let Some(v) = over {
+                match parse_duration(v)
+                    .and_then(|d| check_min(d, Duration::ZERO, example).map(|()| d))
+                {
+                    Ok(d) => *slot = d,
+                    Err(e) => self.outside(flag, format!("{flag} {v:?}: {e}")),
+                }
+            }
+        }
+        web
+    }
+
+    /// `--collector.disable-defaults`, then each `--collector.<name>` / `--no-collector.<name>`
+    /// in the order given, over the file's `collectors:`.
+    fn collector_flags(&mut self, c: &mut CollectorsConfig, flags: &Overrides) {
+        // What the file asked of the GPU: enabling it by flag restores `true` (required), and
+        // otherwise means `auto`, so that a host without GPUs is no failure.
+        let file_gpu = c.gpu;
+        if flags.disable_defaults {
+            c.docker = false;
+            c.cgroup = false;
+            c.host = false;
+            c.disk.enabled = false;
+            c.gpu = GpuMode::Off;
+            c.logs_enabled = false;
+        }
+        for (name, on) in &flags.collectors {
+            let on = *on;
+            match name.as_str() {
+                "docker" => c.docker = on,
+                "cgroup" => c.cgroup = on,
+                "host" => c.host = on,
+                "disk" => c.disk.enabled = on,
+                "gpu" => {
+                    c.gpu = match (on, file_gpu) {
+                        (false, _) => GpuMode::Off,
+                        (true, GpuMode::On) => GpuMode::On,
+                        (true, _) => GpuMode::Auto,
+                    }
+                }
+                "logs" => c.logs_enabled = on,
+                _ => {
+                    let origin = format!("--{}collector.{name}", if on { "" } else { "no-" });
+                    self.outside(
+                        &origin,
+                        format!(
+                            "{origin}: unknown collector; expected one of {}",
+                            COLLECTOR_NAMES.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     fn build(
@@ -525,7 +765,7 @@ impl Validator {
         }
         let collector_timeout = match raw.collector_timeout.as_deref() {
             Some(s) => self
-                .duration("collector_timeout", s)
+                .duration_min("collector_timeout", s, Duration::ZERO, "5s")
                 .unwrap_or(Duration::from_secs(5)),
             None => (interval.mul_f64(0.8)).min(Duration::from_secs(5)),
         };
@@ -577,18 +817,11 @@ impl Validator {
         );
         let exclude = self.globs("docker.exclude", d.exclude.as_deref().unwrap_or(&[]));
         let labels = d.labels.unwrap_or_default();
-        for (i, l) in labels.iter().enumerate() {
-            if l.is_empty() {
-                self.at(
-                    &format!("docker.labels[{i}]"),
-                    format!("docker.labels[{i}]: empty label name"),
-                );
-            }
-        }
+        self.labels(&labels);
         let resync = d
             .resync
             .as_deref()
-            .and_then(|s| self.duration("docker.resync", s))
+            .and_then(|s| self.duration_min("docker.resync", s, MIN_RESYNC, "60s"))
             .unwrap_or(Duration::from_secs(60));
 
         let c = raw.collectors.unwrap_or_default();
@@ -615,7 +848,9 @@ impl Validator {
         let statfs_timeout = disk_settings
             .statfs_timeout
             .as_deref()
-            .and_then(|s| self.duration("collectors.disk.statfs_timeout", s))
+            .and_then(|s| {
+                self.duration_min("collectors.disk.statfs_timeout", s, Duration::ZERO, "1s")
+            })
             .unwrap_or(Duration::from_secs(1));
         let gpu = match c.gpu {
             None => GpuMode::Auto,
@@ -656,7 +891,7 @@ impl Validator {
         let state_dir = raw.state_dir.map(PathBuf::from);
         if let Some(rf) = &raw.rule_files {
             for (i, g) in rf.iter().enumerate() {
-                if let Err(e) = glob::check(g) {
+                if let Err(e) = glob::check_path(g) {
                     self.at(
                         &format!("rule_files[{i}]"),
                         format!("rule_files[{i}]: invalid glob {g:?}: {e}"),
@@ -665,10 +900,22 @@ impl Validator {
             }
         }
 
-        let web = WebConfig {
-            enable_lifecycle: flags.enable_lifecycle,
-            ..WebConfig::default()
+        let web = self.web(raw.web.unwrap_or_default(), flags);
+        let mut collectors = CollectorsConfig {
+            docker: c.docker.unwrap_or(true),
+            cgroup: c.cgroup.unwrap_or(true),
+            host: c.host.unwrap_or(true),
+            disk: DiskConfig {
+                enabled: disk_settings.enabled.unwrap_or(true),
+                mount_points_exclude: mount_points_exclude?,
+                fs_types_exclude: fs_types_exclude?,
+                statfs_timeout,
+            },
+            gpu,
+            logs,
+            logs_enabled: true,
         };
+        self.collector_flags(&mut collectors, flags);
         Some(Config {
             web,
             overrides: flags.clone(),
@@ -683,23 +930,59 @@ impl Validator {
                 labels,
                 resync,
             },
-            collectors: CollectorsConfig {
-                docker: c.docker.unwrap_or(true),
-                cgroup: c.cgroup.unwrap_or(true),
-                host: c.host.unwrap_or(true),
-                disk: DiskConfig {
-                    enabled: disk_settings.enabled.unwrap_or(true),
-                    mount_points_exclude: mount_points_exclude?,
-                    fs_types_exclude: fs_types_exclude?,
-                    statfs_timeout,
-                },
-                gpu,
-                logs,
-            },
+            collectors,
             rule_files: raw.rule_files,
             state_dir,
         })
     }
+}
+
+/// A telemetry path: absolute, plain (a router would read `{x}`, `*` or `:x` as a pattern),
+/// and none of lookout's own.
+pub fn check_telemetry_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!(
+            "expected a path starting with / (e.g. /metrics); got {p:?}"
+        ));
+    }
+    if let Some(c) = p
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "{}*:?#".contains(*c))
+    {
+        return Err(format!(
+            "expected a plain path such as /metrics, without {c:?}; got {p:?}"
+        ));
+    }
+    let reserved = RESERVED_PATHS.contains(&p)
+        || p == "/api"
+        || p.starts_with("/api/")
+        || p.starts_with("/-/");
+    if reserved {
+        return Err(format!(
+            "{p:?} is one of lookout's own paths ({}, /api/..., /-/...); e.g. /metrics",
+            RESERVED_PATHS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The shortest `docker.resync`: a full re-list of the inventory more often than this is load
+/// on the daemon for nothing (events keep the inventory current in between).
+pub const MIN_RESYNC: Duration = Duration::from_secs(1);
+
+/// `d` is at least `min`, or (with `min` zero) more than zero; else what was expected.
+fn check_min(d: Duration, min: Duration, example: &str) -> Result<(), String> {
+    if min.is_zero() && d.is_zero() {
+        return Err(format!("must be more than 0s (e.g. {example})"));
+    }
+    if d < min {
+        return Err(format!(
+            "must be at least {} (e.g. {example}), got {}",
+            format_duration(min),
+            format_duration(d)
+        ));
+    }
+    Ok(())
 }
 
 /// A regex compile error in one line: the regex crate's own message ends with the reason after

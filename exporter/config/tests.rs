@@ -89,6 +89,370 @@ fn embedded_default_loads() {
     assert!(c.collectors.logs.is_empty());
     assert_eq!(c.rule_files, None);
     assert_eq!(c.state_dir, None);
+    // default.yml's web: section says what WebConfig::default() says.
+    assert_eq!(c.web, WebConfig::default());
+    assert!(c.collectors.logs_enabled);
+}
+
+#[test]
+fn web_section_and_its_flags() {
+    let f = file(
+        "web:\n  telemetry_path: /prom/metrics\n  max_connections: 64\n  \
+         read_header_timeout: 2s\n  idle_timeout: 1m\n  request_timeout: 500ms\n",
+    );
+    let c = Config::load(Some(f.path()), &no_env, &Overrides::default()).unwrap();
+    assert_eq!(
+        c.web,
+        WebConfig {
+            telemetry_path: "/prom/metrics".into(),
+            enable_lifecycle: false,
+            max_connections: 64,
+            read_header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_millis(500),
+        }
+    );
+    // Keys the file leaves out keep the default.
+    let (c, _) = load_file("web:\n  max_connections: 8\n");
+    let c = c.unwrap();
+    assert_eq!(c.web.max_connections, 8);
+    assert_eq!(c.web.telemetry_path, "/metrics");
+    assert_eq!(c.web.idle_timeout, Duration::from_secs(60));
+
+    // Flags override the file; enable_lifecycle comes from its flag alone.
+    let flags = Overrides {
+        telemetry_path: Some("/x".into()),
+        enable_lifecycle: true,
+        max_connections: Some("3".into()),
+        read_header_timeout: Some("1s".into()),
+        idle_timeout: Some("5s".into()),
+        request_timeout: Some("2m".into()),
+        ..Default::default()
+    };
+    let c = Config::load(Some(f.path()), &no_env, &flags).unwrap();
+    assert_eq!(
+        c.web,
+        WebConfig {
+            telemetry_path: "/x".into(),
+            enable_lifecycle: true,
+            max_connections: 3,
+            read_header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(120),
+        }
+    );
+    let p = problems("web:\n  enable_lifecycle: true\n");
+    assert_eq!((p[0].0, p[0].1), (2, 3), "{p:?}");
+    assert!(
+        p[0].2.starts_with("web: unknown field `enable_lifecycle`"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn bad_web_values_are_located_or_name_their_flag() {
+    let p = problems(
+        "web:\n  telemetry_path: metrics\n  max_connections: 0\n  read_header_timeout: 0s\n  \
+         idle_timeout: soon\n  request_timeout: \"0\"\n",
+    );
+    assert_eq!(
+        p,
+        vec![
+            (
+                2,
+                19,
+                "web.telemetry_path: expected a path starting with / (e.g. /metrics); got \"metrics\""
+                    .into()
+            ),
+            (
+                3,
+                20,
+                "web.max_connections: must be at least 1 (e.g. 1024), got 0".into()
+            ),
+            (
+                4,
+                24,
+                "web.read_header_timeout: must be more than 0s (e.g. 10s)".into()
+            ),
+            (
+                5,
+                17,
+                "web.idle_timeout: invalid duration \"soon\" (e.g. 10s, 1m30s, 500ms; units ms, s, \
+                 m, h, d, w)"
+                    .into()
+            ),
+            (
+                6,
+                20,
+                "web.request_timeout: must be more than 0s (e.g. 30s)".into()
+            ),
+        ]
+    );
+    for (path, why) in [
+        ("/", "one of lookout's own paths"),
+        ("/health", "one of lookout's own paths"),
+        ("/healthz", "one of lookout's own paths"),
+        ("/ready", "one of lookout's own paths"),
+        ("/-/healthy", "one of lookout's own paths"),
+        ("/-/ready", "one of lookout's own paths"),
+        ("/-/reload", "one of lookout's own paths"),
+        ("/-/anything", "one of lookout's own paths"),
+        ("/api", "one of lookout's own paths"),
+        ("/api/v1/containers", "one of lookout's own paths"),
+        ("/metrics/{x}", "without '{'"),
+        ("/met rics", "without ' '"),
+        ("/a*", "without '*'"),
+        ("/:x", "without ':'"),
+        ("", "starting with /"),
+    ] {
+        let e = check_telemetry_path(path).expect_err(path);
+        assert!(e.contains(why), "{path}: {e}");
+    }
+    for ok in [
+        "/metrics",
+        "/prometheus/metrics",
+        "/metrics/",
+        "/apis",
+        "/healthy",
+    ] {
+        assert_eq!(check_telemetry_path(ok), Ok(()), "{ok}");
+    }
+    let p = problems("web:\n  telemetry_path: /healthz\n");
+    assert_eq!((p[0].0, p[0].1), (2, 19), "{p:?}");
+    assert!(
+        p[0].2.starts_with(
+            "web.telemetry_path: \"/healthz\" is one of lookout's own paths (/, /health, \
+             /healthz, /ready, /-/healthy, /-/ready, /-/reload, /api/..., /-/...); e.g. /metrics"
+        ),
+        "{p:?}"
+    );
+    // A negative or textual count is refused by the parser, located too.
+    let p = problems("web:\n  max_connections: -1\n");
+    assert_eq!((p[0].0, p[0].1), (2, 20), "{p:?}");
+
+    let flags = Overrides {
+        telemetry_path: Some("/ready".into()),
+        max_connections: Some("0".into()),
+        read_header_timeout: Some("0s".into()),
+        idle_timeout: Some("99999999999999999999s".into()),
+        request_timeout: Some("soon".into()),
+        ..Default::default()
+    };
+    let err = Config::load(None, &no_env, &flags).unwrap_err();
+    let got: Vec<(&str, &str)> = err
+        .problems
+        .iter()
+        .map(|p| (p.file.as_str(), p.message.as_str()))
+        .collect();
+    assert_eq!(got.len(), 5, "{err}");
+    assert_eq!(got[0].0, "--web.telemetry-path");
+    assert!(
+        got[0]
+            .1
+            .starts_with("--web.telemetry-path \"/ready\": \"/ready\" is one of"),
+        "{err}"
+    );
+    assert_eq!(
+        got[1],
+        (
+            "--web.max-connections",
+            "--web.max-connections \"0\": must be at least 1 (e.g. 1024)"
+        )
+    );
+    assert_eq!(
+        got[2],
+        (
+            "--web.read-header-timeout",
+            "--web.read-header-timeout \"0s\": must be more than 0s (e.g. 10s)"
+        )
+    );
+    assert_eq!(got[3].0, "--web.idle-timeout");
+    assert!(got[3].1.contains("is too large"), "{err}");
+    assert_eq!(got[4].0, "--web.request-timeout");
+    assert!(got[4].1.contains("invalid duration \"soon\""), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("--web.telemetry-path \"/ready\": \"/ready\" is one of"),
+        "{err}"
+    );
+    let flags = Overrides {
+        max_connections: Some("many".into()),
+        ..Default::default()
+    };
+    let err = Config::load(None, &no_env, &flags).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--web.max-connections \"many\": expected a whole number of at least 1 (e.g. 1024)"
+    );
+}
+
+/// Which collectors run, as (docker, cgroup, host, disk, gpu, logs).
+fn collector_set(c: &Config) -> (bool, bool, bool, bool, GpuMode, bool) {
+    let k = &c.collectors;
+    (
+        k.docker,
+        k.cgroup,
+        k.host,
+        k.disk.enabled,
+        k.gpu,
+        k.logs_enabled,
+    )
+}
+
+fn with_collector_flags(
+    text: &str,
+    disable_defaults: bool,
+    flags: &[(&str, bool)],
+) -> Result<Config, ConfigError> {
+    let f = file(text);
+    let o = Overrides {
+        collectors: flags.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
+        disable_defaults,
+        ..Default::default()
+    };
+    Config::load(Some(f.path()), &no_env, &o)
+}
+
+#[test]
+fn collector_flags_apply_over_the_file() {
+    use GpuMode::*;
+    let c = with_collector_flags("", false, &[]).unwrap();
+    assert_eq!(collector_set(&c), (true, true, true, true, Auto, true));
+
+    // --no-collector.X turns one off; --collector.X turns one the file disabled back on.
+    let c = with_collector_flags(
+        "collectors:\n  host: false\n  gpu: false\n",
+        false,
+        &[
+            ("docker", false),
+            ("host", true),
+            ("logs", false),
+            ("gpu", true),
+        ],
+    )
+    .unwrap();
+    assert_eq!(collector_set(&c), (false, true, true, true, Auto, false));
+
+    // disable-defaults: everything off, then the flags turn some on, in order.
+    let c = with_collector_flags(
+        "",
+        true,
+        &[
+            ("host", true),
+            ("disk", true),
+            ("disk", false),
+            ("cgroup", true),
+        ],
+    )
+    .unwrap();
+    assert_eq!(collector_set(&c), (false, true, true, false, Off, false));
+    let c = with_collector_flags("", true, &[]).unwrap();
+    assert_eq!(collector_set(&c), (false, false, false, false, Off, false));
+
+    // gpu: on by flag is auto, unless the file requires it (true).
+    for (file_says, want) in [("auto", Auto), ("true", On), ("false", Auto)] {
+        let text = format!("collectors:\n  gpu: {file_says}\n");
+        let c = with_collector_flags(&text, false, &[("gpu", true)]).unwrap();
+        assert_eq!(c.collectors.gpu, want, "file {file_says}");
+        let c = with_collector_flags(&text, true, &[("gpu", true)]).unwrap();
+        assert_eq!(c.collectors.gpu, want, "file {file_says}, disable-defaults");
+        let c = with_collector_flags(&text, false, &[("gpu", false)]).unwrap();
+        assert_eq!(c.collectors.gpu, Off, "file {file_says}");
+    }
+
+    // disk: turned on by flag, it keeps the file's settings.
+    let c = with_collector_flags(
+        "collectors:\n  disk:\n    enabled: false\n    statfs_timeout: 3s\n    \
+         fs_types_exclude: \"^tmpfs$\"\n",
+        false,
+        &[("disk", true)],
+    )
+    .unwrap();
+    assert!(c.collectors.disk.enabled);
+    assert_eq!(c.collectors.disk.statfs_timeout, Duration::from_secs(3));
+    assert_eq!(c.collectors.disk.fs_types_exclude.as_str(), "^tmpfs$");
+
+    // Log rules stay when logs are turned off (the wiring reads logs_enabled).
+    let c = with_collector_flags(
+        "collectors:\n  logs:\n    - match: {name: \"*\"}\n      pattern: x\n",
+        false,
+        &[("logs", false)],
+    )
+    .unwrap();
+    assert!(!c.collectors.logs_enabled);
+    assert_eq!(c.collectors.logs.len(), 1);
+}
+
+#[test]
+fn an_unknown_collector_flag_names_the_flag() {
+    let err = with_collector_flags("", false, &[("foo", true), ("gpus", false), ("host", true)])
+        .unwrap_err();
+    let shown: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "--collector.foo: unknown collector; expected one of docker, cgroup, host, disk, \
+             gpu, logs",
+            "--no-collector.gpus: unknown collector; expected one of docker, cgroup, host, \
+             disk, gpu, logs",
+        ]
+    );
+}
+
+#[test]
+fn web_and_collector_changes_need_a_restart() {
+    let base = Config::load(None, &no_env, &Overrides::default()).unwrap();
+    assert!(base.needs_restart(&base.clone()).is_empty());
+    let change = |text: &str, flags: Overrides| {
+        let f = file(text);
+        let mut new = Config::load(Some(f.path()), &no_env, &flags).unwrap();
+        // Only the settings differ, not where they came from.
+        new.source = None;
+        base.needs_restart(&new)
+    };
+    let d = Overrides::default;
+    assert_eq!(
+        change("web:\n  telemetry_path: /m\n", d()),
+        ["web.telemetry_path"]
+    );
+    assert_eq!(
+        change("web:\n  max_connections: 1\n", d()),
+        ["web.max_connections"]
+    );
+    assert_eq!(
+        change("web:\n  read_header_timeout: 1s\n", d()),
+        ["web.read_header_timeout"]
+    );
+    assert_eq!(
+        change("web:\n  idle_timeout: 1s\n", d()),
+        ["web.idle_timeout"]
+    );
+    assert_eq!(
+        change("web:\n  request_timeout: 1s\n", d()),
+        ["web.request_timeout"]
+    );
+    let logs_off = Overrides {
+        collectors: vec![("logs".into(), false)],
+        ..Default::default()
+    };
+    assert_eq!(change("", logs_off), ["collectors.logs"]);
+    let none = Overrides {
+        disable_defaults: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        change("", none),
+        [
+            "collectors.docker",
+            "collectors.cgroup",
+            "collectors.host",
+            "collectors.disk",
+            "collectors.gpu",
+            "collectors.logs"
+        ]
+    );
+    // What a reload applies is not listed.
+    assert!(change("interval: 3s\n", d()).is_empty());
 }
 
 #[test]
@@ -212,8 +576,12 @@ fn bad_environment_and_flags_name_their_origin() {
     assert_eq!(files, ["LOOKOUT_LISTEN", "LOOKOUT_INTERVAL", "--interval"]);
     assert!(err.problems[0].message.contains("\"nowhere\""), "{err}");
     assert!(err.problems[1].message.contains("\"soon\""), "{err}");
-    // No made-up position for a value that has no file.
-    assert!(err.to_string().starts_with("LOOKOUT_LISTEN: "), "{err}");
+    // No made-up position for a value that has no file, and its origin said once.
+    assert!(
+        err.to_string()
+            .starts_with("LOOKOUT_LISTEN=\"nowhere\": expected host:port"),
+        "{err}"
+    );
 
     let env = |k: &str| (k == "DOCKER_HOST").then(|| "docker.example:2375".to_string());
     let err = Config::load(None, &env, &Overrides::default()).unwrap_err();
@@ -299,6 +667,128 @@ fn bad_values_are_located_at_the_value() {
         p[0].2,
         "collectors.gpu: expected auto, true or false; got \"maybe\""
     );
+}
+
+#[test]
+fn huge_durations_are_located_errors_not_panics() {
+    let p = problems(
+        "interval: 99999999999999999999s\ncollector_timeout: 16000w\n\
+         docker:\n  resync: 99999999999999999999999999999999h\n\
+         collectors:\n  disk:\n    statfs_timeout: 1e400s\n",
+    );
+    let got: Vec<(usize, usize, &str)> = p
+        .iter()
+        .map(|(l, c, m)| (*l, *c, m.split(':').next().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 11, "interval"),
+            (2, 20, "collector_timeout"),
+            (4, 11, "docker.resync"),
+            (7, 21, "collectors.disk.statfs_timeout"),
+        ],
+        "{p:#?}"
+    );
+    for (_, _, m) in &p[..3] {
+        assert!(m.contains("is too large"), "{m}");
+    }
+    // `1e400s` is not a number lookout reads: invalid, not too large.
+    assert!(p[3].2.contains("invalid duration"), "{p:?}");
+
+    // From the environment or a flag: named after its origin.
+    let flags = Overrides {
+        interval: Some("99999999999999999999s".into()),
+        ..Default::default()
+    };
+    let err = Config::load(None, &no_env, &flags).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].file, "--interval");
+    assert!(err.problems[0].message.contains("too large"), "{err}");
+}
+
+#[test]
+fn durations_where_zero_makes_no_sense_are_refused() {
+    let p = problems(
+        "collector_timeout: 0s\n\
+         docker:\n  resync: 0s\n\
+         collectors:\n  disk:\n    statfs_timeout: \"0\"\n",
+    );
+    assert_eq!(
+        p,
+        vec![
+            (
+                1,
+                20,
+                "collector_timeout: must be more than 0s (e.g. 5s)".into()
+            ),
+            (
+                3,
+                11,
+                "docker.resync: must be at least 1s (e.g. 60s), got 0s".into()
+            ),
+            (
+                6,
+                21,
+                "collectors.disk.statfs_timeout: must be more than 0s (e.g. 1s)".into()
+            ),
+        ]
+    );
+    let p = problems("docker:\n  resync: 999ms\n");
+    assert_eq!(
+        p,
+        vec![(
+            2,
+            11,
+            "docker.resync: must be at least 1s (e.g. 60s), got 999ms".into()
+        )]
+    );
+    // The smallest values that make sense are fine.
+    let (c, _) = load_file(
+        "collector_timeout: 1ms\ndocker:\n  resync: 1s\ncollectors:\n  disk:\n    \
+         statfs_timeout: 1ms\n",
+    );
+    let c = c.unwrap();
+    assert_eq!(c.collector_timeout, Duration::from_millis(1));
+    assert_eq!(c.docker.resync, MIN_RESYNC);
+    assert_eq!(c.collectors.disk.statfs_timeout, Duration::from_millis(1));
+}
+
+#[test]
+fn labels_that_sanitise_to_the_same_name_are_refused() {
+    let p = problems(
+        "docker:\n  labels:\n    - a.b\n    - com.example/x\n    - a-b\n    - a.b\n    \
+         - 1x\n    - _1x\n",
+    );
+    assert_eq!(
+        p,
+        vec![
+            (
+                5,
+                7,
+                "docker.labels[2]: \"a-b\" and docker.labels[0] \"a.b\" both become the label \
+                 container_label_a_b; list only one of them"
+                    .into()
+            ),
+            (
+                6,
+                7,
+                "docker.labels[3]: \"a.b\" is already listed as docker.labels[0]".into()
+            ),
+            (
+                8,
+                7,
+                "docker.labels[5]: \"_1x\" and docker.labels[4] \"1x\" both become the label \
+                 container_label__1x; list only one of them"
+                    .into()
+            ),
+        ]
+    );
+    // Flow style is located too.
+    let p = problems("docker:\n  labels: [a.b, \"a b\"]\n");
+    assert_eq!((p[0].0, p[0].1), (2, 17), "{p:?}");
+    let (c, _) = load_file("docker:\n  labels: [a.b, a.c, ab]\n");
+    assert_eq!(c.unwrap().docker.labels, ["a.b", "a.c", "ab"]);
 }
 
 #[test]

@@ -248,13 +248,13 @@ pub fn sources(config: &Config) -> Result<(Vec<Source>, Vec<Located>), RuleError
             pos: locs.value(&format!("rule_files[{i}]")),
             message,
         };
-        let pattern = if Path::new(g).is_absolute() {
-            PathBuf::from(g)
-        } else {
-            base.join(g)
-        };
-        let files = match expand(&pattern) {
-            Ok(f) => f,
+        let files = match expand(&base, g) {
+            Ok((files, unreadable)) => {
+                for u in unreadable {
+                    warnings.push(at(format!("rule_files[{i}]: {u}")));
+                }
+                files
+            }
             Err(e) => {
                 errors.push(at(format!("rule_files[{i}]: {e}")));
                 continue;
@@ -306,51 +306,49 @@ pub fn load_for(config: &Config) -> Result<Loaded, RuleError> {
     }
 }
 
+/// Whether `s` has a character the `glob` crate treats specially.
 fn has_glob_meta(s: &str) -> bool {
-    s.contains(['*', '?', '[', '{'])
+    s.contains(['*', '?', '['])
 }
 
-/// The files a path glob matches, sorted. A path without glob characters is itself (so that
-/// a missing file is an error, not "matches nothing").
-pub(crate) fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
-    let text = pattern.to_string_lossy();
-    if !has_glob_meta(&text) {
-        return Ok(vec![pattern.to_path_buf()]);
+/// The files `glob` matches, relative to `base` unless absolute, sorted; and the directories
+/// that could not be read on the way (warnings: the glob may match nothing because of them).
+///
+/// A glob without glob characters is the path itself, so that a missing file is an error when
+/// it is read, not "matches nothing". The `glob` crate walks only the directories the pattern
+/// names: `*` and `?` never match `/`, so `/*.yml` lists `/` and nothing below it, and only
+/// `**` descends.
+pub(crate) fn expand(base: &Path, glob: &str) -> Result<(Vec<PathBuf>, Vec<String>), String> {
+    if !has_glob_meta(glob) {
+        return Ok((vec![base.join(glob)], Vec::new()));
     }
-    let matcher = globset::GlobBuilder::new(&text)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| format!("invalid glob {text:?}: {}", e.kind()))?
-        .compile_matcher();
-    let mut root = PathBuf::new();
-    for c in pattern.components() {
-        if has_glob_meta(&c.as_os_str().to_string_lossy()) {
-            break;
-        }
-        root.push(c);
-    }
-    let mut out = Vec::new();
-    walk(&root, &matcher, 0, &mut out);
-    out.sort();
-    Ok(out)
-}
-
-fn walk(dir: &Path, m: &globset::GlobMatcher, depth: usize, out: &mut Vec<PathBuf>) {
-    if depth > 16 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+    crate::config::check_path_glob(glob).map_err(|e| format!("invalid glob {glob:?}: {e}"))?;
+    let pattern = if Path::new(glob).is_absolute() || base.as_os_str().is_empty() {
+        glob.to_string()
+    } else {
+        // The base directory is a literal path: brackets or stars in it match only themselves.
+        let base = ::glob::Pattern::escape(&base.to_string_lossy());
+        format!("{}/{glob}", base.trim_end_matches('/'))
     };
-    for e in entries.flatten() {
-        let p = e.path();
-        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if is_dir {
-            walk(&p, m, depth + 1, out);
-        } else if m.is_match(&p) {
-            out.push(p);
+    let options = ::glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let paths = ::glob::glob_with(&pattern, options)
+        .map_err(|e| format!("invalid glob {pattern:?}: {}", e.msg))?;
+    let mut files = Vec::new();
+    let mut unreadable = Vec::new();
+    for p in paths {
+        match p {
+            Ok(p) if p.is_dir() => {}
+            Ok(p) => files.push(p),
+            Err(e) => unreadable.push(format!("cannot read {}: {}", e.path().display(), e.error())),
         }
     }
+    files.sort();
+    files.dedup();
+    Ok((files, unreadable))
 }
 
 /// A rule as written; each field is type-checked on its own first for precise locations.
@@ -936,6 +934,43 @@ mod tests {
     }
 
     #[test]
+    fn huge_for_and_keep_firing_for_are_located_errors() {
+        let e = errors(
+            r#"groups:
+  - name: g
+    rules:
+      - alert: A
+        scope: host
+        expr: load1 > 1
+        for: 99999999999999999999s
+        keep_firing_for: 20000w
+"#,
+        );
+        assert_eq!(e.len(), 2, "{}", e.join("\n"));
+        assert!(
+            e[0].starts_with(
+                "r.yml:7:14: groups[0].rules[0].for: duration \"99999999999999999999s\" is too large"
+            ),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with(
+                "r.yml:8:26: groups[0].rules[0].keep_firing_for: duration \"20000w\" is too large"
+            ),
+            "{}",
+            e[1]
+        );
+        // The longest accepted is a plain number of seconds the state machine compares.
+        let l = load_one(
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        scope: host\n        \
+             expr: load1 > 1\n        for: 15250w\n        keep_firing_for: 15250w\n",
+        )
+        .unwrap();
+        assert_eq!(l.rules[0].timing.for_secs, 15250.0 * 604800.0);
+    }
+
+    #[test]
     fn label_and_type_errors() {
         let e = errors(
             r#"groups:
@@ -1051,6 +1086,92 @@ mod tests {
         ] {
             assert!(l.rules.iter().any(|r| r.alert == name), "{name} missing");
         }
+    }
+
+    #[test]
+    fn expand_is_a_path_glob() {
+        let dir = tempfile::tempdir().unwrap();
+        // The config's directory has glob characters of its own: they are literal.
+        let base = dir.path().join("conf [1]*");
+        let mk = |p: &str| {
+            let p = base.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "groups: []\n").unwrap();
+        };
+        for f in [
+            "rules/b.yml",
+            "rules/a.yml",
+            "rules/.hidden.yml",
+            "rules/sub/c.yml",
+        ] {
+            mk(f);
+        }
+        std::fs::create_dir_all(base.join("rules/dir.yml")).unwrap();
+        // Deeper than the old walker's 16 levels.
+        let deep = "rules/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18/deep.yml";
+        mk(deep);
+        let rel = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.strip_prefix(&base).unwrap().display().to_string())
+                .collect()
+        };
+        let (files, unreadable) = expand(&base, "rules/*.yml").unwrap();
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        // Sorted; `*` does not cross `/`; directories are not rule files.
+        assert_eq!(
+            rel(files),
+            ["rules/.hidden.yml", "rules/a.yml", "rules/b.yml"]
+        );
+        let (files, _) = expand(&base, "rules/**/*.yml").unwrap();
+        let files = rel(files);
+        assert!(files.contains(&"rules/sub/c.yml".to_string()), "{files:?}");
+        assert!(files.contains(&deep.to_string()), "{files:?}");
+        assert_eq!(
+            rel(expand(&base, "rules/?.yml").unwrap().0),
+            ["rules/a.yml", "rules/b.yml"]
+        );
+        // Absolute globs ignore the base.
+        let abs = format!(
+            "{}/rules/[a].yml",
+            ::glob::Pattern::escape(&base.display().to_string())
+        );
+        assert_eq!(
+            rel(expand(Path::new("/elsewhere"), &abs).unwrap().0),
+            ["rules/a.yml"]
+        );
+        // A path without glob characters is itself, present or not.
+        assert_eq!(
+            expand(&base, "missing.yml").unwrap().0,
+            [base.join("missing.yml")]
+        );
+        // No base (a bare file name's parent is ""): the current directory.
+        assert_eq!(
+            expand(Path::new(""), "a.yml").unwrap().0,
+            [PathBuf::from("a.yml")]
+        );
+        // Matching nothing is no error here (the caller warns).
+        assert!(expand(&base, "none/*.yml").unwrap().0.is_empty());
+        assert_eq!(
+            expand(&base, "rules/[.yml").unwrap_err(),
+            "invalid glob \"rules/[.yml\": invalid range pattern (near character 7)"
+        );
+    }
+
+    #[test]
+    fn a_root_glob_lists_the_root_and_walks_nothing_below_it() {
+        // `/*.yml` used to walk the whole filesystem, /proc and /sys included (minutes, and
+        // stuck on whatever hangs there); a path glob lists `/` once.
+        let started = std::time::Instant::now();
+        let (files, _) = expand(Path::new("/ignored"), "/*.yml").unwrap();
+        assert!(
+            files.iter().all(|f| f.parent() == Some(Path::new("/"))),
+            "{files:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

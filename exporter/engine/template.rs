@@ -2,9 +2,12 @@
 //! variables.
 //!
 //! Filters: `round(N)` (N decimals), `humanize` (SI prefixes: 1.5k, 2.3M), `humanize1024`
-//! (binary prefixes: 1.5Ki, 2Gi, for bytes) and `humanizeDuration` (1h 2m 3s). Variables are
-//! resolved when the rule is loaded, so an unknown variable or filter is a load error. A
-//! missing reading renders as `unknown`.
+//! (binary prefixes: 1.5Ki, 2Gi, for bytes) and `humanizeDuration` (1h 2m 3s). A chain such
+//! as `{{ x | round(1) | humanize }}` applies its filters left to right: `round(N)` gives a
+//! number (shown with N decimals if it is the last filter), the humanize filters give text, and
+//! a number filter leaves text as it is. Variables are resolved when the rule is loaded, so an
+//! unknown variable or filter is a load error. A missing reading renders as `unknown`;
+//! infinities and NaN as `+Inf`, `-Inf` and `NaN`.
 
 use evalexpr::Value;
 
@@ -123,20 +126,60 @@ fn filter(s: &str) -> Result<Filter, TemplateError> {
     }
 }
 
+/// A value on its way through a filter chain.
+enum Flow {
+    /// A number, and the decimals `round(N)` asked for (how to show it if nothing follows).
+    Number(f64, Option<usize>),
+    Text(String),
+}
+
+/// Pass `v` through `filters` left to right: `round(N)` rounds a number, the humanize filters
+/// turn a number into text, and a number filter leaves text (`unknown` included) as it is.
 fn apply(v: &Value, filters: &[Filter]) -> String {
-    let n = match v {
-        Value::Float(f) => Some(*f),
-        Value::Int(i) => Some(*i as f64),
-        _ => None,
+    let mut flow = match v {
+        Value::Float(f) => Flow::Number(*f, None),
+        Value::Int(i) => Flow::Number(*i as f64, None),
+        other => Flow::Text(plain(other)),
     };
-    let (Some(n), Some(last)) = (n, filters.last()) else {
-        return plain(v);
-    };
-    match last {
-        Filter::Round(d) => format!("{n:.d$}"),
-        Filter::Humanize => humanize(n, 1000.0, &["", "k", "M", "G", "T", "P", "E"]),
-        Filter::Humanize1024 => humanize(n, 1024.0, &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]),
-        Filter::HumanizeDuration => duration(n),
+    for f in filters {
+        let Flow::Number(n, _) = flow else { break };
+        flow = match f {
+            Filter::Round(d) => Flow::Number(round(n, *d), Some(*d)),
+            Filter::Humanize => {
+                Flow::Text(humanize(n, 1000.0, &["", "k", "M", "G", "T", "P", "E"]))
+            }
+            Filter::Humanize1024 => Flow::Text(humanize(
+                n,
+                1024.0,
+                &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"],
+            )),
+            Filter::HumanizeDuration => Flow::Text(duration(n)),
+        };
+    }
+    match flow {
+        Flow::Number(n, Some(d)) if n.is_finite() => format!("{n:.d$}"),
+        Flow::Number(n, _) => plain(&Value::Float(n)),
+        Flow::Text(t) => t,
+    }
+}
+
+/// `n` rounded to `d` decimals, the way `{:.d$}` shows it (so a later filter sees the number
+/// that `round` alone would have printed).
+fn round(n: f64, d: usize) -> f64 {
+    if !n.is_finite() {
+        return n;
+    }
+    format!("{n:.d$}").parse().unwrap_or(n)
+}
+
+/// Infinities and NaN as Prometheus prints them; None for a finite number.
+fn non_finite(n: f64) -> Option<String> {
+    if n.is_nan() {
+        Some("NaN".into())
+    } else if n.is_infinite() {
+        Some(if n > 0.0 { "+Inf" } else { "-Inf" }.into())
+    } else {
+        None
     }
 }
 
@@ -145,7 +188,7 @@ pub fn plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
-        Value::Float(f) => format!("{f}"),
+        Value::Float(f) => non_finite(*f).unwrap_or_else(|| format!("{f}")),
         Value::Int(i) => i.to_string(),
         Value::Boolean(b) => b.to_string(),
         Value::Empty => "unknown".into(),
@@ -155,14 +198,21 @@ pub fn plain(v: &Value) -> String {
 
 /// Like Prometheus's humanize: up to 4 significant digits and a prefix.
 fn humanize(n: f64, base: f64, units: &[&str]) -> String {
+    if let Some(s) = non_finite(n) {
+        return s;
+    }
     let mut v = n;
     let mut i = 0;
     while v.abs() >= base && i + 1 < units.len() {
         v /= base;
         i += 1;
     }
-    let int_digits = v.abs().max(1.0).log10().floor() as usize + 1;
-    let prec = 4usize.saturating_sub(int_digits);
+    let int_digits = (v.abs().max(1.0).log10().floor() as usize).saturating_add(1);
+    if int_digits > 4 {
+        // Beyond the largest prefix: 4 significant digits in scientific notation.
+        return format!("{v:.3e}{}", units[i]);
+    }
+    let prec = 4 - int_digits;
     let mut s = format!("{v:.prec$}");
     if s.contains('.') {
         s = s.trim_end_matches('0').trim_end_matches('.').to_string();
@@ -171,6 +221,12 @@ fn humanize(n: f64, base: f64, units: &[&str]) -> String {
 }
 
 fn duration(secs: f64) -> String {
+    if let Some(s) = non_finite(secs) {
+        return s;
+    }
+    if secs < 0.0 {
+        return format!("-{}", duration(-secs));
+    }
     if secs < 1.0 {
         return format!("{:.0}ms", secs * 1000.0);
     }
@@ -221,6 +277,104 @@ mod tests {
         assert_eq!(render("{{ gone | round(1) }}"), "unknown");
         assert_eq!(render("no vars"), "no vars");
         assert_eq!(render("{{ up }}"), "3725");
+    }
+
+    #[test]
+    fn filter_chains_apply_left_to_right() {
+        // round, then humanize the rounded number: 1234.5678 -> 1234.6 -> 1.235k.
+        let t = |src: &str, v: Value| {
+            Template::new(src, NAMES)
+                .unwrap()
+                .render(&[Value::Empty, v])
+        };
+        assert_eq!(
+            t("{{ cpu | round(1) | humanize }}", Value::Float(1234.5678)),
+            "1.235k"
+        );
+        // round(0) first changes what humanize sees: 999.6 -> 1000 -> 1k.
+        assert_eq!(
+            t("{{ cpu | round(0) | humanize }}", Value::Float(999.6)),
+            "1k"
+        );
+        assert_eq!(t("{{ cpu | humanize }}", Value::Float(999.6)), "999.6");
+        // Once text, a number filter leaves it alone.
+        assert_eq!(
+            t("{{ cpu | humanize | round(2) }}", Value::Float(1500.0)),
+            "1.5k"
+        );
+        assert_eq!(
+            t(
+                "{{ cpu | humanize1024 | humanizeDuration }}",
+                Value::Float(2048.0)
+            ),
+            "2Ki"
+        );
+        // round after round: the last one says how many decimals are shown.
+        assert_eq!(
+            t("{{ cpu | round(1) | round(3) }}", Value::Float(2.26)),
+            "2.300"
+        );
+        assert_eq!(
+            t("{{ cpu | round(3) | round(1) }}", Value::Float(2.2549)),
+            "2.3"
+        );
+        // round, then a duration: 90.4 -> 90 -> 1m 30s.
+        assert_eq!(
+            t(
+                "{{ cpu | round(0) | humanizeDuration }}",
+                Value::Float(90.4)
+            ),
+            "1m 30s"
+        );
+        // An integer reading goes through the chain as a number.
+        assert_eq!(
+            t("{{ cpu | round(1) | humanize1024 }}", Value::Int(3 << 30)),
+            "3Gi"
+        );
+        // Text and unknown readings pass through every filter unchanged.
+        assert_eq!(
+            t(
+                "{{ cpu | round(1) | humanize }}",
+                Value::String("n/a".into())
+            ),
+            "n/a"
+        );
+        assert_eq!(
+            t("{{ cpu | round(1) | humanize }}", Value::Empty),
+            "unknown"
+        );
+    }
+
+    #[test]
+    fn infinities_and_nan_do_not_panic() {
+        let t = |src: &str, v: f64| {
+            Template::new(src, NAMES)
+                .unwrap()
+                .render(&[Value::Empty, Value::Float(v)])
+        };
+        for (v, shown) in [
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            for src in [
+                "{{ cpu }}",
+                "{{ cpu | humanize }}",
+                "{{ cpu | humanize1024 }}",
+                "{{ cpu | humanizeDuration }}",
+                "{{ cpu | round(2) }}",
+                "{{ cpu | round(2) | humanize }}",
+            ] {
+                assert_eq!(t(src, v), shown, "{src} of {v}");
+            }
+        }
+        // The largest finite numbers, too.
+        assert_eq!(t("{{ cpu | humanize }}", f64::MAX), "1.798e290E");
+        assert_eq!(t("{{ cpu | humanize1024 }}", -f64::MAX), "-1.559e290Ei");
+        assert_eq!(t("{{ cpu | humanize }}", 15e21), "1.500e4E");
+        assert_eq!(t("{{ cpu | humanizeDuration }}", -90.0), "-1m 30s");
+        assert!(t("{{ cpu | humanizeDuration }}", f64::MAX).starts_with("213503982334601d"));
+        assert_eq!(t("{{ cpu | round(12) }}", f64::MAX).len(), 322);
     }
 
     #[test]

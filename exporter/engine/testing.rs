@@ -224,11 +224,15 @@ fn run_file(path: &Path) -> FileReport {
     let mut sources = Vec::new();
     for (i, g) in file.rule_files.iter().enumerate() {
         let p = format!("rule_files[{i}]");
-        match rule::expand(&base.join(g)) {
-            Ok(found) if found.is_empty() => {
-                report.errors.push(at(&p, format!("{g:?} matches no file")))
+        match rule::expand(base, g) {
+            Ok((found, unreadable)) if found.is_empty() => {
+                let mut m = format!("{g:?} matches no file");
+                for u in unreadable {
+                    m.push_str(&format!("; {u}"));
+                }
+                report.errors.push(at(&p, m))
             }
-            Ok(found) => {
+            Ok((found, _)) => {
                 for f in found {
                     match std::fs::read_to_string(&f) {
                         Ok(text) => sources.push(Source {

@@ -386,8 +386,9 @@ impl Derived {
             }
         }
         if let (Network::Own(now_if), Network::Own(prev_if)) = (&stats.network, &pstats.network) {
-            let sum =
-                |v: &[NetInterface], f: fn(&NetInterface) -> u64| v.iter().map(f).sum::<u64>();
+            let sum = |v: &[NetInterface], f: fn(&NetInterface) -> u64| {
+                v.iter().map(f).fold(0, u64::saturating_add)
+            };
             let rx = sum(now_if, |i| i.rx_bytes) as f64 - sum(prev_if, |i| i.rx_bytes) as f64;
             let tx = sum(now_if, |i| i.tx_bytes) as f64 - sum(prev_if, |i| i.tx_bytes) as f64;
             if rx >= 0.0 && tx >= 0.0 {
@@ -395,7 +396,9 @@ impl Derived {
                 d.net_tx_bytes_per_second = Some(tx / dt);
             }
         }
-        let sum = |v: &[BlkDevice], f: fn(&BlkDevice) -> u64| v.iter().map(f).sum::<u64>();
+        let sum = |v: &[BlkDevice], f: fn(&BlkDevice) -> u64| {
+            v.iter().map(f).fold(0, u64::saturating_add)
+        };
         let r = sum(&stats.blkio, |b| b.read_bytes) as f64
             - sum(&pstats.blkio, |b| b.read_bytes) as f64;
         let w = sum(&stats.blkio, |b| b.write_bytes) as f64

@@ -875,6 +875,9 @@ fn weight_to_shares_matches_cadvisor() {
             "{shares} -> {weight} -> {back}"
         );
     }
+    // Out of the kernel's range: no overflow, and still more than the largest real value.
+    assert!(weight_to_shares(u64::MAX) > 262_144);
+    assert_eq!(weight_to_shares(0), 2);
 }
 
 #[test]
