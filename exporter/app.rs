@@ -77,7 +77,7 @@ pub fn build_collectors(
         )));
     }
     // With the Docker collector: any container can opt in with its label.
-    if config.collectors.docker {
+    if config.collectors.docker && config.collectors.logs_enabled {
         out.push(Arc::new(LogCollector::new(
             api.clone(),
             docker.clone(),

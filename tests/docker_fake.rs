@@ -138,7 +138,10 @@ async fn one_container_that_fails_to_inspect_costs_only_itself() {
     // Once it inspects again, the next event brings it up to date.
     fake.fail_inspect("c2", false);
     fake.emit("restart", "c2", t + 1);
-    wait_for("c2 updated", || get(&state, "c2").is_some_and(|c| c.pid == 301)).await;
+    wait_for("c2 updated", || {
+        get(&state, "c2").is_some_and(|c| c.pid == 301)
+    })
+    .await;
     token.cancel();
     let _ = watcher.await;
 }

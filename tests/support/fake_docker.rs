@@ -171,7 +171,9 @@ impl DockerApi for FakeDocker {
             return Err(unreachable());
         }
         if i.failing.contains(id) {
-            return Err(DockerError::Api("500: the fake daemon fails this one".into()));
+            return Err(DockerError::Api(
+                "500: the fake daemon fails this one".into(),
+            ));
         }
         Ok(i.containers.get(id).cloned())
     }
