@@ -3,6 +3,8 @@
 //!
 //! Handlers only read the last published snapshot; a scrape does no collection work.
 
+pub mod serve;
+
 use std::fmt::Write;
 use std::sync::Arc;
 
