@@ -8,6 +8,8 @@
 
 pub mod serve;
 
+pub mod serve;
+
 use std::fmt::Write;
 use std::sync::Arc;
 

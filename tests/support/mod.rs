@@ -391,3 +391,36 @@ pub fn promtool_problems(test: &str, text: &str) -> Option<Vec<String>> {
             .collect(),
     )
 }
+
+// ---- Slow-client helpers (tests/http_limits.rs) -------------------------------------------------
+
+/// Raise this process's soft RLIMIT_NOFILE to the hard limit (a test that opens hundreds of
+/// sockets needs more than the usual soft 1024); children started afterwards inherit it. The
+/// new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// A number from `/proc/<pid>/status`: `VmRSS` (in KiB), `Threads`, ...
+pub fn proc_status(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+// ---- end of slow-client helpers ------------------------------------------------------------------
