@@ -8,8 +8,6 @@
 
 pub mod serve;
 
-pub mod serve;
-
 use std::fmt::Write;
 use std::sync::Arc;
 
