@@ -530,6 +530,181 @@ pub fn rfc3339(t: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::Published;
+    use crate::snapshot::{Container, ContainerInfo, LabelAllowlist, Snapshot};
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn state(board: Arc<Board>, reload: Option<reload::Handle>) -> HttpState {
+        HttpState {
+            board,
+            reload,
+            telemetry_path: "/metrics".into(),
+        }
+    }
+
+    async fn call(
+        s: &HttpState,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = router(s.clone())
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn snapshot() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            taken_at: 1000.0,
+            containers: vec![Container {
+                info: ContainerInfo {
+                    id: "abc".into(),
+                    name: "web".into(),
+                    labels: [
+                        ("com.docker.compose.project".to_string(), "shop".to_string()),
+                        (
+                            "traefik.http.middlewares.auth.basicauth.users".to_string(),
+                            "admin:$apr1$secret".to_string(),
+                        ),
+                    ]
+                    .into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            label_allowlist: Arc::new(LabelAllowlist::new(&["com.docker.compose.project".into()])),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn ready_and_metrics_wait_for_the_first_cycle_and_refuse_a_stale_one() {
+        let board = Board::new(Duration::from_millis(50), Arc::default());
+        let s = state(board.clone(), None);
+        for path in ["/ready", "/-/ready", "/metrics"] {
+            let (status, body) = call(&s, "GET", path, &[]).await;
+            assert_eq!(status, 503, "{path}");
+            assert!(body.contains("first collection"), "{path}: {body}");
+        }
+        for path in ["/health", "/healthz", "/-/healthy"] {
+            assert_eq!(call(&s, "GET", path, &[]).await.0, 200, "{path}");
+        }
+        board.publish_cycle(Published::new(snapshot(), Arc::default(), 0));
+        assert_eq!(call(&s, "GET", "/ready", &[]).await.0, 200);
+        let (status, body) = call(&s, "GET", "/metrics", &[]).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("lookout_container_info{"), "{body}");
+        // No cycle for more than 3 intervals: the snapshot is frozen, and lookout says so.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (status, body) = call(&s, "GET", "/ready", &[]).await;
+        assert_eq!(status, 503);
+        assert!(body.contains("stale"), "{body}");
+        let (status, body) = call(&s, "GET", "/metrics", &[]).await;
+        assert_eq!(status, 503, "{body}");
+        board.publish_cycle(Published::new(snapshot(), Arc::default(), 0));
+        assert_eq!(call(&s, "GET", "/metrics", &[]).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_makes_lookout_unready() {
+        let health = Arc::new(crate::supervise::TaskHealth::default());
+        let board = Board::new(Duration::from_secs(10), health.clone());
+        board.publish_cycle(Published::new(snapshot(), Arc::default(), 0));
+        let s = state(board, None);
+        assert_eq!(call(&s, "GET", "/ready", &[]).await.0, 200);
+        let mut sup = crate::supervise::Supervisor::new(health, Default::default());
+        sup.spawn("engine", |_| async { panic!("evaluation blew up") });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, body) = call(&s, "GET", "/ready", &[]).await;
+        assert_eq!(status, 503);
+        assert!(
+            body.contains("engine") && body.contains("evaluation blew up"),
+            "{body}"
+        );
+        sup.shutdown(Duration::from_millis(100)).await;
+    }
+
+    #[tokio::test]
+    async fn the_telemetry_path_moves_the_exposition() {
+        let board = Board::new(Duration::from_secs(10), Arc::default());
+        board.publish_cycle(Published::new(snapshot(), Arc::default(), 0));
+        let mut s = state(board, None);
+        s.telemetry_path = "/prom".into();
+        assert_eq!(call(&s, "GET", "/prom", &[]).await.0, 200);
+        assert_eq!(call(&s, "GET", "/metrics", &[]).await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn containers_show_only_the_allow_listed_labels() {
+        let board = Board::new(Duration::from_secs(10), Arc::default());
+        board.publish_cycle(Published::new(snapshot(), Arc::default(), 0));
+        let (status, body) = call(&state(board, None), "GET", "/api/v1/containers", &[]).await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let labels = &v["containers"][0]["labels"];
+        assert_eq!(labels["com.docker.compose.project"], "shop");
+        assert!(!body.contains("apr1"), "{body}");
+        assert_eq!(labels.as_object().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn reload_needs_the_lifecycle_flag_and_refuses_other_sites() {
+        let board = Board::new(Duration::from_secs(10), Arc::default());
+        let (status, body) = call(&state(board.clone(), None), "POST", "/-/reload", &[]).await;
+        assert_eq!(status, 403);
+        assert!(body.contains("--web.enable-lifecycle"), "{body}");
+
+        // A stand-in reload task answering every request.
+        let channel = reload::Channel::new();
+        let inbox = channel.inbox();
+        let answered = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = answered.clone();
+        tokio::spawn(async move {
+            let mut rx = inbox.lock().await;
+            while let Some(r) = rx.recv().await {
+                assert_eq!(r.origin(), reload::Origin::Http);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                r.answer(reload::Outcome::Reloaded {
+                    rules: 7,
+                    needs_restart: vec!["listen"],
+                });
+            }
+        });
+        let s = state(board, Some(channel.handle.clone()));
+        for headers in [
+            vec![("Origin", "http://evil.example"), ("Host", "box:9659")],
+            vec![("Sec-Fetch-Site", "cross-site")],
+        ] {
+            let (status, body) = call(&s, "POST", "/-/reload", &headers).await;
+            assert_eq!(status, 403, "{headers:?}: {body}");
+        }
+        assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let (status, body) = call(
+            &s,
+            "POST",
+            "/-/reload",
+            &[("Origin", "http://box:9659"), ("Host", "box:9659")],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("reloaded: 7 rules"), "{body}");
+        assert!(body.contains("next restart: listen"), "{body}");
+        assert_eq!(call(&s, "PUT", "/-/reload", &[]).await.0, 200);
+        assert_eq!(call(&s, "GET", "/-/reload", &[]).await.0, 405);
+    }
 
     #[test]
     fn rfc3339_round_trips() {
