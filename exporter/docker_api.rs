@@ -778,6 +778,49 @@ mod tests {
         assert_eq!(parse_rfc3339_nanos(b"ERROR: 2024-02-29T12:00:00Z"), None);
     }
 
+    /// A daemon newer than lookout: an unknown state word, a health status lookout does not
+    /// know, nulls where values were expected, fields lookout has never heard of. The answer
+    /// is still read, the odd values kept as `unknown`/`none`.
+    #[test]
+    fn inspect_is_read_leniently() {
+        let body = br#"{
+            "Id": "abc", "Name": "/web", "Created": "2024-02-29T12:00:00Z",
+            "RestartCount": 3,
+            "State": {"Status": "hibernating", "Health": {"Status": "wobbly"},
+                      "ExitCode": null, "OOMKilled": false, "Pid": 4242,
+                      "StartedAt": "2024-02-29T12:00:01.5Z", "FinishedAt": "0001-01-01T00:00:00Z",
+                      "SomethingNew": {"x": [1, 2]}},
+            "Config": {"Image": "img:1", "Labels": null, "Tty": true},
+            "HostConfig": {"Memory": 0, "NanoCpus": 500000000, "CpuQuota": null,
+                           "NetworkMode": "bridge"},
+            "NewTopLevel": 42
+        }"#;
+        let c = parse_inspect(body).unwrap();
+        assert_eq!(c.id, "abc");
+        assert_eq!(c.name, "web");
+        assert_eq!(c.state, State::Unknown);
+        assert_eq!(c.health, Health::None);
+        assert_eq!(c.exit_code, 0);
+        assert_eq!(c.pid, 4242);
+        assert_eq!(c.restart_count, 3);
+        assert_eq!(c.started_at, Some(1709208001.5));
+        assert_eq!(c.finished_at, None);
+        assert!(c.labels.is_empty());
+        assert_eq!(c.limits.nano_cpus, Some(500_000_000));
+        assert_eq!(c.limits.memory_bytes, None);
+        // `stopping` is a state of its own.
+        let c =
+            parse_inspect(br#"{"Id": "x", "State": {"Status": "stopping", "Pid": 7}}"#).unwrap();
+        assert_eq!(c.state, State::Stopping);
+        assert!(c.is_running());
+        // Only an answer that is not JSON at all is an error, and not a transport one.
+        assert!(matches!(parse_inspect(b"<html>"), Err(DockerError::Api(_))));
+        let l = parse_list(br#"[{"Id": "a", "State": "stopping", "Status": null}, {"Names": []}]"#)
+            .unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].state, "stopping");
+    }
+
     #[test]
     fn event_kind() {
         let e = DockerEvent {

@@ -221,3 +221,137 @@ impl Channel {
         self.inbox.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{NameFilter, Overrides};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    const RULE: &str = "groups:\n  - name: g\n    rules:\n      - alert: A\n        scope: host\n        expr: load1 > 100\n";
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        handle: Handle,
+        board: Arc<Board>,
+        config: watch::Receiver<Arc<Config>>,
+        engine_reloads: Arc<AtomicU32>,
+        token: CancellationToken,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("lookout.yml");
+        std::fs::write(&cfg, "listen: 127.0.0.1:9100\nrule_files: [r.yml]\n").unwrap();
+        std::fs::write(dir.path().join("r.yml"), RULE).unwrap();
+        let config = Config::load(Some(&cfg), &|_| None, &Overrides::default()).unwrap();
+        let (config_tx, config_rx) = watch::channel(Arc::new(config));
+        let (engine_tx, mut engine_rx) = mpsc::channel::<Command>(8);
+        let engine_reloads = Arc::new(AtomicU32::new(0));
+        let count = engine_reloads.clone();
+        // A stand-in engine that acknowledges each command.
+        tokio::spawn(async move {
+            while let Some(cmd) = engine_rx.recv().await {
+                match cmd {
+                    Command::Reload { loaded, ack } => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let _ = ack.send(loaded.rules.len());
+                    }
+                    Command::Republish { ack } => {
+                        let _ = ack.send(());
+                    }
+                }
+            }
+        });
+        let board = Board::new(Duration::from_secs(10), Arc::default());
+        let reloader = Arc::new(Reloader {
+            config: config_tx,
+            docker: DockerState::new(NameFilter::all()),
+            engine: engine_tx,
+            board: board.clone(),
+        });
+        let channel = Channel::new();
+        let token = CancellationToken::new();
+        tokio::spawn(reloader.run(channel.inbox(), token.clone()));
+        Setup {
+            dir,
+            handle: channel.handle.clone(),
+            board,
+            config: config_rx,
+            engine_reloads,
+            token,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_applies_all_or_nothing_and_names_what_needs_a_restart() {
+        let s = setup();
+        std::fs::write(
+            s.dir.path().join("lookout.yml"),
+            "listen: 127.0.0.1:9200\ninterval: 5s\nrule_files: [r.yml]\n",
+        )
+        .unwrap();
+        let two =
+            RULE.to_string() + "      - alert: B\n        scope: host\n        expr: load5 > 100\n";
+        std::fs::write(s.dir.path().join("r.yml"), two).unwrap();
+        let out = s.handle.reload(Origin::Http).await;
+        assert_eq!(
+            out,
+            Outcome::Reloaded {
+                rules: 2,
+                needs_restart: vec!["listen"]
+            }
+        );
+        assert_eq!(s.config.borrow().interval, Duration::from_secs(5));
+        assert!(s.board.reload_state().successful);
+
+        // A broken rule file: nothing applies, every problem is in the answer.
+        std::fs::write(
+            s.dir.path().join("r.yml"),
+            "groups: [{name: x, rules: [{alert: A}]}]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            s.dir.path().join("lookout.yml"),
+            "listen: 127.0.0.1:9200\ninterval: 7s\nrule_files: [r.yml]\n",
+        )
+        .unwrap();
+        let Outcome::Failed(e) = s.handle.reload(Origin::Signal).await else {
+            panic!("a broken file must fail the reload")
+        };
+        assert!(
+            e.contains("r.yml:1:") && e.contains("missing field `scope`"),
+            "{e}"
+        );
+        assert_eq!(
+            s.config.borrow().interval,
+            Duration::from_secs(5),
+            "old config kept"
+        );
+        assert!(!s.board.reload_state().successful);
+        assert_eq!(s.engine_reloads.load(Ordering::SeqCst), 1);
+        s.token.cancel();
+    }
+
+    /// Reloads never overlap: requests that arrive together are served in order by one task,
+    /// and those queued behind a running reload share the next one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reloads_are_single_flight() {
+        let s = setup();
+        let mut asks = Vec::new();
+        for _ in 0..10 {
+            let h = s.handle.clone();
+            asks.push(tokio::spawn(async move { h.reload(Origin::Http).await }));
+        }
+        for a in asks {
+            assert!(matches!(
+                a.await.unwrap(),
+                Outcome::Reloaded { rules: 1, .. }
+            ));
+        }
+        let n = s.engine_reloads.load(Ordering::SeqCst);
+        assert!((1..10).contains(&n), "{n} engine reloads for 10 requests");
+        s.token.cancel();
+    }
+}

@@ -539,3 +539,52 @@ async fn handle_event<D: DockerApi + ?Sized>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::State;
+
+    fn info(id: &str, started_at: f64) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            name: id.into(),
+            state: State::Running,
+            pid: 1,
+            started_at: Some(started_at),
+            ..Default::default()
+        }
+    }
+
+    /// What only lookout knows of a container (restarts it saw, OOM events it counted)
+    /// survives a restart of lookout, and a restart that happened while lookout was down
+    /// counts too.
+    #[test]
+    fn container_facts_survive_a_restart_of_lookout() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::at(dir.path());
+        let now = crate::now_unix();
+        {
+            let s = DockerState::with_facts(NameFilter::all(), &sd);
+            s.upsert(info("c1", now - 300.0), now);
+            s.upsert(info("c1", now - 200.0), now);
+            s.upsert(info("c1", now - 100.0), now);
+            s.count_oom("c1");
+            s.count_oom("c1");
+            s.upsert(info("gone", now - 100.0), now);
+            s.save_facts(&sd);
+        }
+        let s = DockerState::with_facts(NameFilter::all(), &sd);
+        // Not inspected yet: nothing is invented.
+        assert!(s.view().is_empty());
+        // Inspected again, unchanged: the facts come back.
+        s.upsert(info("c1", now - 100.0), now);
+        let c = s.view()[0].clone();
+        assert_eq!(c.recent_starts, vec![now - 200.0, now - 100.0]);
+        assert_eq!(c.oom_events, 2);
+        // Restarted while lookout was down: one more restart.
+        let s = DockerState::with_facts(NameFilter::all(), &sd);
+        s.upsert(info("c1", now - 10.0), now);
+        assert_eq!(s.view()[0].recent_starts.len(), 3);
+    }
+}

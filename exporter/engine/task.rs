@@ -212,3 +212,105 @@ fn burst(first: String, events: &mut broadcast::Receiver<DockerEvent>) -> Vec<St
     }
     ids
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::rule;
+    use crate::snapshot::{CollectorStatus, Container, ContainerInfo, Derived, State};
+    use std::time::Duration;
+
+    const RULES: &str = r#"groups:
+  - name: g
+    rules:
+      - alert: Hot
+        scope: container
+        expr: cpu_percent > 80
+"#;
+
+    fn snapshot(i: usize) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            taken_at: 1000.0 + i as f64,
+            containers: vec![Container {
+                info: ContainerInfo {
+                    id: "c".into(),
+                    name: "c".into(),
+                    state: State::Running,
+                    pid: 1,
+                    ..Default::default()
+                },
+                stats: None,
+                derived: Derived {
+                    cpu_percent: Some(if i % 2 == 0 { 90.0 } else { 10.0 }),
+                    ..Default::default()
+                },
+            }],
+            collectors: vec![CollectorStatus {
+                name: "docker",
+                success: true,
+                exported: true,
+                duration_seconds: 0.0,
+                error: None,
+            }],
+            inventory_generation: i as u64,
+            ..Default::default()
+        })
+    }
+
+    /// Every snapshot is evaluated and every transition reaches a consumer that is far
+    /// slower than the engine, in order, after the Sync: the engine waits for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_transition_reaches_a_slow_consumer_in_order() {
+        let loaded = rule::load(&[rule::Source {
+            name: "r.yml".into(),
+            text: RULES.into(),
+        }])
+        .unwrap();
+        let (snap_tx, snap_rx) = mpsc::channel(1);
+        let (_cmd_tx, cmd_rx) = mpsc::channel(1);
+        let seam = Arc::new(Seam::new());
+        let mut rx = seam.subscribe("slow", 1);
+        let board = Board::new(Duration::from_secs(10), Arc::default());
+        let task = Arc::new(EngineTask {
+            rules: Mutex::new(loaded.rules),
+            hostname: "box".into(),
+            state: StateDir::none(),
+            snapshots: AsyncMutex::new(snap_rx),
+            commands: AsyncMutex::new(cmd_rx),
+            docker: None,
+            seam,
+            board: board.clone(),
+        });
+        let token = CancellationToken::new();
+        let running = tokio::spawn(task.run(token.clone()));
+        let n = 40;
+        let producer = tokio::spawn(async move {
+            for i in 0..n {
+                snap_tx.send(snapshot(i)).await.unwrap();
+            }
+        });
+        assert!(matches!(rx.recv().await, Some(Delivery::Sync { alerts }) if alerts.is_empty()));
+        let mut got = Vec::new();
+        while got.len() < n {
+            match rx.recv().await.unwrap() {
+                Delivery::Transition(e) => got.push(e.transition.as_str()),
+                other => panic!("{other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        producer.await.unwrap();
+        let want: Vec<&str> = (0..n)
+            .map(|i| if i % 2 == 0 { "firing" } else { "resolved" })
+            .collect();
+        assert_eq!(got, want);
+        // The last snapshot was published with the engine's view.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while board.latest().snapshot.taken_at != 1000.0 + (n - 1) as f64 {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(board.has_cycle());
+        token.cancel();
+        running.await.unwrap();
+    }
+}
