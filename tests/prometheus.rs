@@ -43,11 +43,21 @@ fn prometheus_scrapes_lookout() {
         &["--memory", "48m"],
         &["sleep", "3600"],
     );
+    // An alert on the container, to join with its series.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: it\n    rules:\n      - alert: ItRunning\n        scope: container\n        expr: state == \"running\"\n",
+    )
+    .unwrap();
     let lk = Lookout::start(
-        "interval: 1s\ndocker:\n  include: [\"lookout-it-scraped-*\"]\n",
+        &format!(
+            "interval: 1s\ndocker:\n  include: [\"lookout-it-scraped-*\"]\nrule_files: [\"{}\"]\n",
+            rules.display()
+        ),
         &[],
     );
-    let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
         &cfg,
@@ -103,6 +113,19 @@ fn prometheus_scrapes_lookout() {
         rate.is_some(),
         "rate() over container_cpu_usage_seconds_total"
     );
+    // lookout_alerts carries the container's identity labels, the cgroup path as `id`
+    // included, so alerts join with the container's series as on cAdvisor.
+    let joined = wait_until(Duration::from_secs(20), || {
+        query(
+            "lookout_alerts{alertname=\"ItRunning\",alertstate=\"firing\"} \
+             * on(id) group_left container_memory_usage_bytes",
+        )
+    })
+    .expect("lookout_alerts joins container_memory_usage_bytes on id");
+    assert_eq!(joined.as_array().unwrap().len(), 1, "{joined}");
+    assert_eq!(joined[0]["metric"]["name"], c.name.as_str(), "{joined}");
+    let id = joined[0]["metric"]["id"].as_str().unwrap_or("");
+    assert!(id.starts_with('/') && id.contains(&c.id), "{joined}");
     // The target has no scrape error (format and content type accepted).
     let targets = get(&paddr, "/api/v1/targets").text();
     let t: serde_json::Value = serde_json::from_str(&targets).unwrap();

@@ -102,7 +102,7 @@ impl CollectLoop {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = token.cancelled() => return,
+                _ = token.cancelled() => break,
             }
             // A reload may have changed the interval, the timeout or the labels.
             let cfg = config.borrow_and_update().clone();
@@ -122,14 +122,16 @@ impl CollectLoop {
             };
             let snap = tokio::select! {
                 s = cycle(&mut runner, &cfg, &allow, prev.as_deref()) => Arc::new(s),
-                _ = token.cancelled() => return,
+                _ = token.cancelled() => break,
             };
             self.docker.save_facts(&self.state);
             prev = Some(snap.clone());
             tokio::select! {
-                r = self.out.send(snap) => if r.is_err() { return },
-                _ = token.cancelled() => return,
+                r = self.out.send(snap) => if r.is_err() { break },
+                _ = token.cancelled() => break,
             }
         }
+        // What changed since the last cycle is kept too.
+        self.docker.save_facts(&self.state);
     }
 }
