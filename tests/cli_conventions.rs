@@ -20,7 +20,12 @@ fn lookout(args: &[&str]) -> Output {
 }
 
 /// A `lookout run` with these flags only (no config file), killed when dropped.
-struct Run(std::process::Child, String, tempfile::TempDir);
+/// The process, its address, and its state directory (removed with it).
+struct Run(
+    std::process::Child,
+    String,
+    #[allow(dead_code)] tempfile::TempDir,
+);
 
 impl Drop for Run {
     fn drop(&mut self) {
