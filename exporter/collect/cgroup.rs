@@ -859,11 +859,15 @@ impl<D: DockerApi + ?Sized> CgroupCollector<D> {
         {
             return;
         }
-        let poller = self.poller.clone();
+        // The task ends with the collector (it holds the poller weakly).
+        let weak = Arc::downgrade(&self.poller);
         let api = self.api.clone();
         let every = self.interval;
         tokio::spawn(async move {
             loop {
+                let Some(poller) = weak.upgrade() else {
+                    return;
+                };
                 let ids: Vec<String> = poller.wanted.lock().unwrap().iter().cloned().collect();
                 let results: Vec<(String, Option<ContainerStats>)> =
                     futures_util::stream::iter(ids)
@@ -890,6 +894,7 @@ impl<D: DockerApi + ?Sized> CgroupCollector<D> {
                         }
                     }
                 }
+                drop(poller);
                 tokio::time::sleep(every).await;
             }
         });

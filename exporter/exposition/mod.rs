@@ -238,18 +238,6 @@ pub fn push_label(buf: &mut String, k: &str, v: &str) {
     buf.push('"');
 }
 
-/// Render a label list once, for reuse across families.
-pub fn render_labels(pairs: &[(&str, &str)]) -> String {
-    let mut s = String::with_capacity(64 * pairs.len());
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        push_label(&mut s, k, v);
-    }
-    s
-}
-
 fn escape_help(buf: &mut String, help: &str, format: Format) {
     for ch in help.chars() {
         match ch {
