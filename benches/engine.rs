@@ -45,15 +45,15 @@ fn rules_yaml() -> String {
                 _ => format!("cpu_percent > {t} && memory_bytes > 100000000 || pids > 500"),
             };
             let _ = writeln!(y, "        expr: '{expr}'");
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 let _ = writeln!(y, "        for: 2m");
             }
-            if n % 7 == 0 {
+            if n.is_multiple_of(7) {
                 let _ = writeln!(y, "        resolve: cpu_percent < {}", t - 10);
             }
             if n % 6 == 3 {
                 let _ = writeln!(y, "        match: {{name: \"svc-9*\"}}");
-            } else if n % 10 == 0 {
+            } else if n.is_multiple_of(10) {
                 let _ = writeln!(y, "        match: {{name: \"svc-1*\"}}");
             } else if n % 20 == 5 {
                 let _ = writeln!(

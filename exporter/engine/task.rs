@@ -241,7 +241,7 @@ mod tests {
                 },
                 stats: None,
                 derived: Derived {
-                    cpu_percent: Some(if i % 2 == 0 { 90.0 } else { 10.0 }),
+                    cpu_percent: Some(if i.is_multiple_of(2) { 90.0 } else { 10.0 }),
                     ..Default::default()
                 },
             }],
@@ -300,7 +300,13 @@ mod tests {
         }
         producer.await.unwrap();
         let want: Vec<&str> = (0..n)
-            .map(|i| if i % 2 == 0 { "firing" } else { "resolved" })
+            .map(|i| {
+                if i.is_multiple_of(2) {
+                    "firing"
+                } else {
+                    "resolved"
+                }
+            })
             .collect();
         assert_eq!(got, want);
         // The last snapshot was published with the engine's view.
