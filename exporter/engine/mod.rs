@@ -12,6 +12,7 @@
 //! subscribe to it. The engine knows nothing of them.
 
 pub mod expr;
+pub mod functions;
 pub mod rule;
 pub mod state;
 pub mod template;

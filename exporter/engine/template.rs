@@ -8,7 +8,7 @@
 
 use evalexpr::Value;
 
-use super::expr::Names;
+use super::expr::{contain, Names};
 
 /// Why a template did not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,18 +88,29 @@ impl Template {
         })
     }
 
-    pub fn render(&self, values: &[Value]) -> String {
-        let mut out = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Text(t) => out.push_str(t),
-                Part::Var { slot, filters } => {
-                    let v = values.get(*slot).unwrap_or(&Value::Empty);
-                    out.push_str(&apply(v, filters));
+    /// The text, or why it could not be rendered (a panic in a filter, caught).
+    pub fn try_render(&self, values: &[Value]) -> Result<String, String> {
+        contain(|| {
+            let mut out = String::new();
+            for p in &self.parts {
+                match p {
+                    Part::Text(t) => out.push_str(t),
+                    Part::Var { slot, filters } => {
+                        let v = values.get(*slot).unwrap_or(&Value::Empty);
+                        out.push_str(&apply(v, filters));
+                    }
                 }
             }
-        }
-        out
+            out
+        })
+    }
+
+    /// The text; a template that fails renders as `(template failed: …)`, and is logged.
+    pub fn render(&self, values: &[Value]) -> String {
+        self.try_render(values).unwrap_or_else(|error| {
+            tracing::warn!(%error, "annotation template failed");
+            format!("(template failed: {error})")
+        })
     }
 }
 
@@ -155,6 +166,13 @@ pub fn plain(v: &Value) -> String {
 
 /// Like Prometheus's humanize: up to 4 significant digits and a prefix.
 fn humanize(n: f64, base: f64, units: &[&str]) -> String {
+    // As Prometheus writes them (and log10 of infinity would not fit a digit count).
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
     let mut v = n;
     let mut i = 0;
     while v.abs() >= base && i + 1 < units.len() {
@@ -221,6 +239,17 @@ mod tests {
         assert_eq!(render("{{ gone | round(1) }}"), "unknown");
         assert_eq!(render("no vars"), "no vars");
         assert_eq!(render("{{ up }}"), "3725");
+    }
+
+    #[test]
+    fn humanize_takes_infinity_and_nan() {
+        let t = Template::new("{{ cpu | humanize }} {{ mem | humanize1024 }}", NAMES).unwrap();
+        let mut v = vals();
+        v[1] = Value::Float(f64::INFINITY);
+        v[2] = Value::Float(f64::NEG_INFINITY);
+        assert_eq!(t.try_render(&v), Ok("+Inf -Inf".into()));
+        v[1] = Value::Float(f64::NAN);
+        assert_eq!(t.try_render(&v), Ok("NaN -Inf".into()));
     }
 
     #[test]
