@@ -295,6 +295,7 @@ pub fn build_collectors<D: DockerApi>(
             config.collectors.gpu,
             gpu_collect::library_path(),
             &config.paths.procfs,
+            crate::state_dir::StateDir::resolve(config.state_dir.as_deref()),
         )));
     }
     // Always with the Docker collector: any container can opt in with its label.
