@@ -265,6 +265,7 @@ fn host_disk_and_gpu(iterations: u32) {
         lookout::config::GpuMode::On,
         stub.lib().as_os_str().to_owned(),
         Path::new("/proc"),
+        lookout::state_dir::StateDir::none(),
     );
     gpu.collect_blocking()
         .expect("GPU collection against the stub");

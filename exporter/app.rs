@@ -41,11 +41,13 @@ use crate::supervise::{Supervisor, TaskHealth};
 /// How long tasks get to stop once the HTTP server has drained.
 const TASK_GRACE: Duration = Duration::from_secs(1);
 
-/// The collectors this config asks for, in the order they are listed everywhere.
+/// The collectors this config asks for, in the order they are listed everywhere. `state` is
+/// where those that keep facts across restarts keep them (the GPU's last XIDs).
 pub fn build_collectors(
     config: &Config,
     api: &Arc<dyn DockerApi>,
     docker: &Arc<DockerState>,
+    state: &StateDir,
 ) -> Vec<Arc<dyn Collector>> {
     let mut out: Vec<Arc<dyn Collector>> = Vec::new();
     if config.collectors.docker {
@@ -74,6 +76,7 @@ pub fn build_collectors(
             config.collectors.gpu,
             gpu_collect::library_path(),
             &config.paths.procfs,
+            state.clone(),
         )));
     }
     // With the Docker collector: any container can opt in with its label.
@@ -108,7 +111,8 @@ pub async fn collect_once(config: Config) -> anyhow::Result<Snapshot> {
     if watcher.is_some() {
         cycle::wait_for_docker(&state, Duration::from_secs(5)).await;
     }
-    let mut runner = Runner::new(build_collectors(&config, &api, &state));
+    // `once` reads no saved state and writes none.
+    let mut runner = Runner::new(build_collectors(&config, &api, &state, &StateDir::none()));
     let labels = Arc::new(LabelAllowlist::new(&config.docker.labels));
     let snap = cycle::cycle(&mut runner, &config, &labels, None).await;
     token.cancel();
@@ -192,7 +196,7 @@ pub async fn run(
 
     let runner = {
         let cfg = config_rx.borrow().clone();
-        Runner::new(build_collectors(&cfg, &api, &docker))
+        Runner::new(build_collectors(&cfg, &api, &docker, &state))
     };
     tracing::info!(collectors = ?runner.names(), interval = ?config_rx.borrow().interval, "collecting");
     let collect = Arc::new(CollectLoop {

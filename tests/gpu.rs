@@ -17,6 +17,7 @@ use lookout::collect::CollectError;
 use lookout::config::GpuMode;
 use lookout::exposition::{render, Format};
 use lookout::snapshot::{ContainerInfo, GpuPart, Inventory, Part, Snapshot};
+use lookout::state_dir::StateDir;
 use nvml_stub::{NvmlStub, NAMES, UUIDS};
 use support::{get, sample, wait_until, Container, Lookout};
 
@@ -79,7 +80,12 @@ fn two_stub_gpus_through_nvml_wrapper() {
     ));
     let procfs = tempfile::tempdir().unwrap();
     fixture_procfs(procfs.path(), &a, &b);
-    let c = GpuCollector::new(GpuMode::On, stub.lib().into(), procfs.path());
+    let c = GpuCollector::new(
+        GpuMode::On,
+        stub.lib().into(),
+        procfs.path(),
+        StateDir::none(),
+    );
     let part = collect(&c);
 
     assert_eq!(part.driver_version.as_deref(), Some("550.54.15"));
@@ -246,13 +252,60 @@ fn xid_errors_come_from_nvml_events() {
     }
     let stub = NvmlStub::build();
     stub.configure("xid 0 79\n");
-    let c = GpuCollector::new(GpuMode::On, stub.lib().into(), Path::new("/proc"));
+    let c = GpuCollector::new(
+        GpuMode::On,
+        stub.lib().into(),
+        Path::new("/proc"),
+        StateDir::none(),
+    );
     let got = wait_until(Duration::from_secs(10), || {
         let part = collect(&c);
         assert_eq!(part.gpus[1].xid_errors, None, "GPU 1 has no XID events");
         (part.gpus[0].xid_errors == Some(79.0)).then_some(())
     });
     assert!(got.is_some(), "XID 79 on GPU 0 never showed");
+}
+
+#[test]
+fn the_last_xid_survives_a_restart() {
+    if !gcc_or_skip("the_last_xid_survives_a_restart") {
+        return;
+    }
+    let stub = NvmlStub::build();
+    stub.configure("xid 0 79\n");
+    let state = tempfile::tempdir().unwrap();
+    let dir = StateDir::at(state.path());
+    let proc_ = Path::new("/proc");
+    {
+        let c = GpuCollector::new(GpuMode::On, stub.lib().into(), proc_, dir.clone());
+        let got = wait_until(Duration::from_secs(10), || {
+            (collect(&c).gpus[0].xid_errors == Some(79.0)).then_some(())
+        });
+        assert!(got.is_some(), "XID 79 on GPU 0 never showed");
+        let saved = std::fs::read_to_string(state.path().join("gpu.json")).unwrap();
+        assert!(saved.contains(UUIDS[0]) && saved.contains("79"), "{saved}");
+    }
+    // The stub delivers no XID any more: a new collector can only have it from the state.
+    stub.configure("");
+    let c = GpuCollector::new(GpuMode::On, stub.lib().into(), proc_, dir.clone());
+    let part = collect(&c);
+    assert_eq!(part.gpus[0].xid_errors, Some(79.0));
+    assert_eq!(part.gpus[1].xid_errors, None, "GPU 1 has no XID events");
+    drop(c);
+    // Without the state, 0 (watched, none seen).
+    let c = GpuCollector::new(GpuMode::On, stub.lib().into(), proc_, StateDir::none());
+    assert_eq!(collect(&c).gpus[0].xid_errors, Some(0.0));
+    drop(c);
+    // After a reboot (another boot id), the GPUs were reset: the old XID no longer applies.
+    let rebooted = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(rebooted.path().join("sys/kernel/random")).unwrap();
+    std::fs::write(
+        rebooted.path().join("sys/kernel/random/boot_id"),
+        "00000000-0000-0000-0000-000000000000\n",
+    )
+    .unwrap();
+    let c = GpuCollector::new(GpuMode::On, stub.lib().into(), rebooted.path(), dir);
+    assert_eq!(collect(&c).gpus[0].xid_errors, Some(0.0));
 }
 
 #[test]
@@ -263,7 +316,12 @@ fn collection_cost_against_the_stub() {
     let stub = NvmlStub::build();
     let pid = std::process::id();
     stub.configure(&format!("compute 0 {pid} {GIB}\ncompute 1 {pid} {MIB}\n"));
-    let c = GpuCollector::new(GpuMode::On, stub.lib().into(), Path::new("/proc"));
+    let c = GpuCollector::new(
+        GpuMode::On,
+        stub.lib().into(),
+        Path::new("/proc"),
+        StateDir::none(),
+    );
     collect(&c);
     let n = 200;
     let t = Instant::now();
@@ -565,7 +623,12 @@ fn a_library_without_nvml_counts_as_absent_on_auto() {
         .unwrap()
         .success();
     assert!(ok);
-    let c = GpuCollector::new(GpuMode::Auto, lib.clone().into(), Path::new("/proc"));
+    let c = GpuCollector::new(
+        GpuMode::Auto,
+        lib.clone().into(),
+        Path::new("/proc"),
+        StateDir::none(),
+    );
     match c.collect_blocking() {
         Err(CollectError::Unavailable(m)) => assert!(m.contains("not an NVML library"), "{m}"),
         other => panic!("expected Unavailable, got {other:?}"),

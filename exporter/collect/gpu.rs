@@ -7,8 +7,16 @@
 //! pool. A field the board does not support is left out, never reported as 0. XID errors arrive
 //! only as NVML events: a thread waits on an event set, and a GPU whose events could be
 //! registered reports its last XID (0 until one arrives), while the others report none.
+//!
+//! The last XID of each GPU is kept in the state directory ([`STATE_FILE`]), so that a restarted
+//! lookout reports it again and an alert on it (the default GpuXidErrors) stays firing. It is
+//! dropped after a reboot of the host (the boot id changed), which resets the GPUs.
+//!
+//! A hung NVML call (a wedged GPU) holds one thread of the blocking pool until it returns; the
+//! runner never starts another cycle of this collector meanwhile, and the XID watcher is one
+//! thread for the collector's lifetime, so a hang never piles up threads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -21,10 +29,12 @@ use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
+use serde::{Deserialize, Serialize};
 
 use super::{CollectError, CollectFuture, Collector};
 use crate::config::GpuMode;
 use crate::snapshot::{Gpu, GpuPart, GpuProcess, Part};
+use crate::state_dir::StateDir;
 
 /// The library NVIDIA's driver installs (and the container toolkit mounts into containers).
 pub const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
@@ -34,6 +44,8 @@ pub const LIBRARY_ENV: &str = "LOOKOUT_NVML_LIB";
 pub const INIT_RETRY: Duration = Duration::from_secs(60);
 /// How long an XID wait blocks before the watcher checks whether it should stop.
 const XID_WAIT_MS: u32 = 1000;
+/// The file in the state directory that keeps the last XID of each GPU.
+pub const STATE_FILE: &str = "gpu.json";
 
 /// What went wrong talking to NVML.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,6 +154,8 @@ pub struct GpuCollector {
     mode: GpuMode,
     lib: OsString,
     procfs: PathBuf,
+    /// Where the last XIDs are kept across restarts.
+    state_dir: StateDir,
     retry: Duration,
     state: Mutex<State>,
     /// How many times opening NVML was tried (for tests of the retry throttle).
@@ -149,12 +163,14 @@ pub struct GpuCollector {
 }
 
 impl GpuCollector {
-    /// `mode` decides whether a missing library is a failure (`On`) or silence (`Auto`).
-    pub fn new(mode: GpuMode, lib: OsString, procfs: &Path) -> GpuCollector {
+    /// `mode` decides whether a missing library is a failure (`On`) or silence (`Auto`); the
+    /// last XID of each GPU is restored from, and saved to, `state_dir`.
+    pub fn new(mode: GpuMode, lib: OsString, procfs: &Path, state_dir: StateDir) -> GpuCollector {
         GpuCollector {
             mode,
             lib,
             procfs: procfs.to_path_buf(),
+            state_dir,
             retry: INIT_RETRY,
             state: Mutex::new(State::default()),
             attempts: AtomicU32::new(0),
@@ -210,7 +226,11 @@ impl GpuCollector {
             }
         }
         if st.xid.is_none() {
-            st.xid = Some(XidWatch::start(self.lib.clone()));
+            let store = XidStore {
+                dir: self.state_dir.clone(),
+                boot_id: boot_id(&self.procfs),
+            };
+            st.xid = Some(XidWatch::start(self.lib.clone(), store));
         }
         let xid = st.xid.clone();
         let nvml = st.nvml.as_ref().expect("opened above");
@@ -460,20 +480,92 @@ fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// The host's boot id (`<procfs>/sys/kernel/random/boot_id`), if readable.
+fn boot_id(procfs: &Path) -> Option<String> {
+    std::fs::read_to_string(procfs.join("sys/kernel/random/boot_id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// What [`STATE_FILE`] holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    /// The boot it was saved in: after a reboot the GPUs were reset and the XIDs are old news.
+    #[serde(default)]
+    boot_id: Option<String>,
+    /// The last XID by GPU UUID, for the GPUs that reported one.
+    #[serde(default)]
+    last_xid: BTreeMap<String, u64>,
+}
+
+/// Where the watcher restores and saves the last XIDs.
+struct XidStore {
+    dir: StateDir,
+    boot_id: Option<String>,
+}
+
+impl XidStore {
+    /// The XIDs saved in this boot (none after a reboot, or when the file cannot be read).
+    fn load(&self) -> HashMap<String, u64> {
+        match self.dir.load::<Saved>(STATE_FILE) {
+            Ok(Some(saved)) => {
+                let same_boot = match (&saved.boot_id, &self.boot_id) {
+                    (Some(then), Some(now)) => then == now,
+                    _ => true,
+                };
+                if !same_boot {
+                    tracing::info!(
+                        "the host rebooted since the last GPU XIDs were saved; not restoring them"
+                    );
+                    return HashMap::new();
+                }
+                if !saved.last_xid.is_empty() {
+                    tracing::info!(xids = ?saved.last_xid, "restored the last XID of each GPU");
+                }
+                saved.last_xid.into_iter().collect()
+            }
+            Ok(None) => HashMap::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "starting without the saved GPU XIDs");
+                HashMap::new()
+            }
+        }
+    }
+
+    fn save(&self, last: &HashMap<String, u64>) {
+        let saved = Saved {
+            boot_id: self.boot_id.clone(),
+            last_xid: last
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        };
+        if let Err(e) = self.dir.save(STATE_FILE, &saved) {
+            tracing::warn!(error = %e, "cannot save the GPU XIDs; they will not survive a restart");
+        }
+    }
+}
+
 /// The last XID error of each GPU whose XID events could be registered, kept by a thread that
 /// waits on an NVML event set (with its own NVML handle, since event sets borrow it).
 struct XidWatch {
-    /// Last XID by GPU UUID; 0 until one arrives. A GPU is present once it is watched.
+    /// Last XID by GPU UUID; 0 until one arrives. A GPU is present once it is watched, or when
+    /// it had an XID before a restart.
     last: Mutex<HashMap<String, u64>>,
     stop: AtomicBool,
+    store: XidStore,
 }
 
 impl XidWatch {
-    /// Start the watcher and wait (at most 2 s) until its events are registered.
-    fn start(lib: OsString) -> Arc<XidWatch> {
+    /// Start the watcher with the saved XIDs, and wait (at most 2 s) until its events are
+    /// registered.
+    fn start(lib: OsString, store: XidStore) -> Arc<XidWatch> {
         let watch = Arc::new(XidWatch {
-            last: Mutex::new(HashMap::new()),
+            last: Mutex::new(store.load()),
             stop: AtomicBool::new(false),
+            store,
         });
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let w = watch.clone();
@@ -515,10 +607,9 @@ impl XidWatch {
                     };
                     if let Ok(uuid) = ev.device.uuid() {
                         tracing::warn!(gpu = %uuid, xid = value, "GPU reported an XID error");
-                        self.last
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(uuid, value);
+                        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+                        last.insert(uuid, value);
+                        self.store.save(&last);
                     }
                 }
                 Err(NvmlError::Timeout) => {}
@@ -567,7 +658,7 @@ impl XidWatch {
                 None => {
                     let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
                     for (_, uuid) in candidates {
-                        last.insert(uuid, 0);
+                        last.entry(uuid).or_insert(0);
                     }
                     return set;
                 }
@@ -637,7 +728,12 @@ mod tests {
     #[test]
     fn missing_library_is_unavailable_on_auto_and_a_failure_on_true() {
         let lib: OsString = "/nonexistent/libnvidia-ml.so.1".into();
-        let auto = GpuCollector::new(GpuMode::Auto, lib.clone(), Path::new("/proc"));
+        let auto = GpuCollector::new(
+            GpuMode::Auto,
+            lib.clone(),
+            Path::new("/proc"),
+            StateDir::none(),
+        );
         match auto.collect_blocking() {
             Err(CollectError::Unavailable(m)) => {
                 assert!(
@@ -647,7 +743,7 @@ mod tests {
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }
-        let on = GpuCollector::new(GpuMode::On, lib, Path::new("/proc"));
+        let on = GpuCollector::new(GpuMode::On, lib, Path::new("/proc"), StateDir::none());
         match on.collect_blocking() {
             Err(CollectError::Failed { message, partial }) => {
                 assert!(message.contains("not found"), "{message}");
@@ -660,12 +756,17 @@ mod tests {
     #[test]
     fn failed_init_is_retried_only_after_the_retry_interval() {
         let lib: OsString = "/nonexistent/libnvidia-ml.so.1".into();
-        let c = GpuCollector::new(GpuMode::On, lib.clone(), Path::new("/proc"));
+        let c = GpuCollector::new(
+            GpuMode::On,
+            lib.clone(),
+            Path::new("/proc"),
+            StateDir::none(),
+        );
         for _ in 0..3 {
             assert!(c.collect_blocking().is_err());
         }
         assert_eq!(c.init_attempts(), 1, "retried within the minute");
-        let c = GpuCollector::new(GpuMode::On, lib, Path::new("/proc"))
+        let c = GpuCollector::new(GpuMode::On, lib, Path::new("/proc"), StateDir::none())
             .with_retry(Duration::from_millis(0));
         for _ in 0..3 {
             assert!(c.collect_blocking().is_err());

@@ -4,6 +4,12 @@
 //! A collector that fails, hangs or panics costs only its own series: the runner records
 //! `lookout_collector_success{collector}=0` and logs the reason once (and once more when it
 //! changes or recovers), never every cycle.
+//!
+//! A run that outlives its deadline is never cancelled and never started twice: aborting the
+//! task would not stop a blocking call under it (an NVML call on a wedged GPU keeps its thread),
+//! so a new run each cycle would park one more thread of the blocking pool until none is left.
+//! The straggler is left to finish; until it does, each cycle reports "previous collection still
+//! running", and the cycle after it returns starts a fresh run.
 
 pub mod cgroup;
 pub mod cycle;
@@ -52,13 +58,14 @@ pub type CollectFuture = Pin<Box<dyn Future<Output = Result<Part, CollectError>>
 /// One source of facts. Its name is its file name, its config key and its `collector` label.
 pub trait Collector: Send + Sync + 'static {
     fn name(&self) -> &'static str;
-    /// Collect one cycle's part. Blocking work belongs in `spawn_blocking`.
+    /// Collect one cycle's part. Blocking work belongs in `spawn_blocking`. A run is never
+    /// cancelled (see the module doc), so it must not await anything that can wait forever.
     fn collect(self: Arc<Self>) -> CollectFuture;
 }
 
 struct Slot {
     collector: Arc<dyn Collector>,
-    /// A run that outlived its deadline; no new run starts until it ends.
+    /// A run that outlived its deadline, and when it started; no new run starts until it ends.
     straggler: Option<(JoinHandle<Result<Part, CollectError>>, Instant)>,
     /// The error last logged, so each distinct failure is logged once.
     logged: Option<String>,
@@ -106,17 +113,10 @@ async fn run_one(slot: &mut Slot, timeout: Duration) -> (Option<Part>, Collector
     let start = Instant::now();
     let mut handle = match slot.straggler.take() {
         Some((h, since)) if !h.is_finished() => {
-            if since.elapsed() > timeout * 10 {
-                h.abort();
-            } else {
-                slot.straggler = Some((h, since));
-            }
-            let msg = format!(
-                "previous collection still running after {:.1}s (hung?)",
-                since.elapsed().as_secs_f64()
-            );
-            return (None, status(slot, name, start, Err(msg), true));
+            slot.straggler = Some((h, since));
+            return (None, still_running(slot, name, start, since));
         }
+        // A straggler that has ended is dropped (its data is stale): a fresh run starts.
         _ => tokio::spawn(slot.collector.clone().collect()),
     };
     match tokio::time::timeout(timeout, &mut handle).await {
@@ -157,6 +157,36 @@ async fn run_one(slot: &mut Slot, timeout: Duration) -> (Option<Part>, Collector
             let msg = format!("timed out after {:.1}s", timeout.as_secs_f64());
             (None, status(slot, name, start, Err(msg), true))
         }
+    }
+}
+
+/// The status of a cycle skipped because the previous run has not returned. Its message says
+/// for how long, so it changes every cycle; it is logged once, when the hang is first seen.
+fn still_running(
+    slot: &mut Slot,
+    name: &'static str,
+    start: Instant,
+    since: Instant,
+) -> CollectorStatus {
+    const PREFIX: &str = "previous collection still running";
+    let message = format!(
+        "{PREFIX} after {:.1}s (hung?)",
+        since.elapsed().as_secs_f64()
+    );
+    if !slot
+        .logged
+        .as_deref()
+        .is_some_and(|l| l.starts_with(PREFIX))
+    {
+        tracing::warn!(collector = name, error = %message, "collector failed; its series are missing until it recovers");
+        slot.logged = Some(message.clone());
+    }
+    CollectorStatus {
+        name,
+        success: false,
+        exported: true,
+        duration_seconds: start.elapsed().as_secs_f64(),
+        error: Some(message),
     }
 }
 
@@ -221,6 +251,95 @@ mod tests {
                 }
             })
         }
+    }
+
+    /// A collector whose every run blocks a thread of the blocking pool until `release`d,
+    /// counting its runs.
+    #[derive(Default)]
+    struct Wedged {
+        runs: std::sync::atomic::AtomicUsize,
+        released: std::sync::Mutex<bool>,
+        wake: std::sync::Condvar,
+    }
+
+    impl Wedged {
+        fn release(&self) {
+            *self.released.lock().unwrap() = true;
+            self.wake.notify_all();
+        }
+        fn runs(&self) -> usize {
+            self.runs.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Collector for Wedged {
+        fn name(&self) -> &'static str {
+            "wedged"
+        }
+        fn collect(self: Arc<Self>) -> CollectFuture {
+            Box::pin(async move {
+                self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::task::spawn_blocking(move || {
+                    let mut released = self.released.lock().unwrap();
+                    while !*released {
+                        released = self.wake.wait(released).unwrap();
+                    }
+                })
+                .await
+                .unwrap();
+                Ok(Part::Disk(vec![]))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_blocking_run_is_never_started_again_while_it_runs() {
+        let w = Arc::new(Wedged::default());
+        // Released on the way out too, so that a failing assertion does not leave the
+        // runtime's shutdown waiting on the blocked threads.
+        struct Release(Arc<Wedged>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                self.0.release();
+            }
+        }
+        let _release = Release(w.clone());
+        let mut r = Runner::new(vec![w.clone(), Arc::new(Fixed("ok", 0))]);
+        let timeout = Duration::from_millis(5);
+        // Far past 10x the timeout, where the runner used to abort it and start another.
+        let end = Instant::now() + timeout * 40;
+        let mut cycles = 0;
+        while Instant::now() < end || cycles < 5 {
+            let (_, st) = r.run(timeout).await;
+            cycles += 1;
+            assert!(st.iter().find(|s| s.name == "ok").unwrap().success);
+            let hung = st.iter().find(|s| s.name == "wedged").unwrap();
+            assert!(!hung.success);
+            if cycles > 1 {
+                let e = hung.error.as_deref().unwrap();
+                assert!(
+                    e.starts_with("previous collection still running after"),
+                    "{e}"
+                );
+            }
+            tokio::time::sleep(timeout).await;
+        }
+        assert_eq!(w.runs(), 1, "started again while its call was running");
+        // Once it returns, the next cycle starts a fresh run, which succeeds.
+        w.release();
+        let recovered = async {
+            loop {
+                let (_, st) = r.run(Duration::from_secs(5)).await;
+                if st.iter().find(|s| s.name == "wedged").unwrap().success {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), recovered)
+            .await
+            .expect("recovered after the call returned");
+        assert_eq!(w.runs(), 2);
     }
 
     #[tokio::test]

@@ -7,6 +7,12 @@
 //! compiled into [`Compiled`]; anything else (function calls, tuples) stays an evalexpr subtree
 //! and is evaluated by evalexpr itself.
 //!
+//! Function calls are answered by [`super::functions`], evalexpr's built-ins switched off: some
+//! of those panic on non-ASCII text or extreme numbers. As a backstop, a panic anywhere in an
+//! evalexpr subtree is caught and becomes that evaluation's error (counted like any other in
+//! `lookout_rule_evaluation_failures_total`), with the panic hook's report kept off stderr; the
+//! compiled operators above are free of panics and run without that guard.
+//!
 //! The semantics are evalexpr's, with three deliberate differences:
 //! - **A missing reading is unknown, not an error.** A variable without a value this cycle (no
 //!   CPU figure for a stopped container, no swap) is `Empty`; any operation on it is unknown, and
@@ -19,9 +25,14 @@
 //!   so a type error on the right is still found.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 use evalexpr::{Context, EvalexprError, EvalexprResult, Operator, Value};
+
+use super::functions::{self, Mode};
 
 /// The outcome of a condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,15 +251,30 @@ impl Compiled {
 
     /// Evaluate over a target's values (indexed by slot).
     pub fn eval<'a>(&'a self, values: &'a [Value]) -> Result<Cow<'a, Value>, ExprError> {
-        eval(&self.root, values, &self.names).map_err(ExprError::Eval)
+        eval(&self.root, values, self.env(Mode::Eval)).map_err(ExprError::Eval)
+    }
+
+    fn env(&self, mode: Mode) -> Env<'_> {
+        Env {
+            names: &self.names,
+            mode,
+        }
     }
 
     /// Evaluate as a condition.
     pub fn truth(&self, values: &[Value]) -> Result<Truth, ExprError> {
+        self.truth_in(values, Mode::Eval)
+    }
+
+    fn truth_in(&self, values: &[Value], mode: Mode) -> Result<Truth, ExprError> {
+        let env = self.env(mode);
         let t = if self.root_is_condition {
-            tri(&self.root, values, &self.names).map_err(ExprError::Eval)?
+            tri(&self.root, values, env).map_err(ExprError::Eval)?
         } else {
-            match self.eval(values)?.as_ref() {
+            match eval(&self.root, values, env)
+                .map_err(ExprError::Eval)?
+                .as_ref()
+            {
                 Value::Boolean(b) => Some(*b),
                 Value::Empty => None,
                 other => return Err(ExprError::NotBoolean(describe(other))),
@@ -268,24 +294,26 @@ impl Compiled {
         let ctx = SlotContext {
             names: &self.names,
             values: sample,
+            mode: Mode::DryRun,
         };
-        let v = self
-            .tree
-            .eval_with_context(&ctx)
+        let v = contain(|| self.tree.eval_with_context(&ctx))
+            .map_err(ExprError::Eval)?
             .map_err(|e| ExprError::Eval(e.to_string()))?;
         if !matches!(v, Value::Boolean(_)) {
             return Err(ExprError::NotBoolean(describe(&v)));
         }
-        self.truth(sample).map(|_| ())
+        self.truth_in(sample, Mode::DryRun).map(|_| ())
     }
 
     /// evalexpr's own tree walk over the same values: the reference the compiled form is
     /// tested against, and the baseline of the engine benchmark.
     pub fn eval_with_evalexpr(&self, values: &[Value]) -> EvalexprResult<Value> {
-        self.tree.eval_with_context(&SlotContext {
+        let ctx = SlotContext {
             names: &self.names,
             values,
-        })
+            mode: Mode::Eval,
+        };
+        contain(|| self.tree.eval_with_context(&ctx)).map_err(EvalexprError::CustomMessage)?
     }
 }
 
@@ -426,12 +454,19 @@ fn opaque(n: &evalexpr::Node, names: &Names) -> Result<Node, ExprError> {
 
 const EMPTY: Value = Value::Empty;
 
-fn eval<'a>(n: &'a Node, vals: &'a [Value], names: &Names) -> Result<Cow<'a, Value>, String> {
+/// What evaluation needs besides the values: the names (for evalexpr subtrees) and the mode.
+#[derive(Clone, Copy)]
+struct Env<'n> {
+    names: &'n Names,
+    mode: Mode,
+}
+
+fn eval<'a>(n: &'a Node, vals: &'a [Value], env: Env) -> Result<Cow<'a, Value>, String> {
     Ok(match n {
         Node::Const(v) => Cow::Borrowed(v),
         Node::Var(slot) => Cow::Borrowed(vals.get(*slot).unwrap_or(&EMPTY)),
         Node::Neg(a) => {
-            let a = eval(a, vals, names)?;
+            let a = eval(a, vals, env)?;
             Cow::Owned(match a.as_ref() {
                 Value::Empty => Value::Empty,
                 Value::Int(i) => Value::Int(
@@ -447,13 +482,13 @@ fn eval<'a>(n: &'a Node, vals: &'a [Value], names: &Names) -> Result<Cow<'a, Val
         | Node::Or(..)
         | Node::CmpNum { .. }
         | Node::CmpArith { .. }
-        | Node::EqText { .. } => Cow::Owned(match tri(n, vals, names)? {
+        | Node::EqText { .. } => Cow::Owned(match tri(n, vals, env)? {
             Some(b) => Value::Boolean(b),
             None => Value::Empty,
         }),
         Node::Bin(op, a, b) => {
-            let a = eval(a, vals, names)?;
-            let b = eval(b, vals, names)?;
+            let a = eval(a, vals, env)?;
+            let b = eval(b, vals, env)?;
             if matches!(a.as_ref(), Value::Empty) || matches!(b.as_ref(), Value::Empty) {
                 return Ok(Cow::Owned(Value::Empty));
             }
@@ -462,10 +497,11 @@ fn eval<'a>(n: &'a Node, vals: &'a [Value], names: &Names) -> Result<Cow<'a, Val
         Node::Opaque(o) => {
             let Opaque { tree, reads } = &**o;
             let ctx = SlotContext {
-                names,
+                names: env.names,
                 values: vals,
+                mode: env.mode,
             };
-            match tree.eval_with_context(&ctx) {
+            match contain(|| tree.eval_with_context(&ctx))? {
                 Ok(v) => Cow::Owned(v),
                 Err(_)
                     if reads
@@ -481,7 +517,7 @@ fn eval<'a>(n: &'a Node, vals: &'a [Value], names: &Names) -> Result<Cow<'a, Val
 }
 
 /// Evaluate a condition: true, false, or unknown (`None`).
-fn tri(n: &Node, vals: &[Value], names: &Names) -> Result<Option<bool>, String> {
+fn tri(n: &Node, vals: &[Value], env: Env) -> Result<Option<bool>, String> {
     match n {
         Node::CmpNum {
             op,
@@ -510,7 +546,7 @@ fn tri(n: &Node, vals: &[Value], names: &Names) -> Result<Option<bool>, String> 
         Node::CmpArith { op, sides, general } => match (sides.0.eval(vals), sides.1.eval(vals)) {
             (Ok(Some(l)), Ok(Some(r))) => Ok(Some(compare(*op, l, r))),
             (Ok(_), Ok(_)) => Ok(None),
-            _ => tri(general, vals, names),
+            _ => tri(general, vals, env),
         },
         Node::Var(s) => tri_of(vals.get(*s).unwrap_or(&EMPTY)),
         Node::EqText { slot, text, eq } => match (vals.get(*slot), &**text) {
@@ -518,30 +554,30 @@ fn tri(n: &Node, vals: &[Value], names: &Names) -> Result<Option<bool>, String> 
             (Some(Value::Empty) | None, _) => Ok(None),
             (Some(other), t) => tri_of(&binary(if *eq { Op::Eq } else { Op::Neq }, other, t)?),
         },
-        Node::Not(a) => Ok(tri(a, vals, names)?.map(|b| !b)),
+        Node::Not(a) => Ok(tri(a, vals, env)?.map(|b| !b)),
         Node::And(a, b) => {
-            let l = tri(a, vals, names)?;
+            let l = tri(a, vals, env)?;
             if l == Some(false) {
                 return Ok(Some(false));
             }
-            Ok(match (l, tri(b, vals, names)?) {
+            Ok(match (l, tri(b, vals, env)?) {
                 (_, Some(false)) => Some(false),
                 (Some(true), Some(true)) => Some(true),
                 _ => None,
             })
         }
         Node::Or(a, b) => {
-            let l = tri(a, vals, names)?;
+            let l = tri(a, vals, env)?;
             if l == Some(true) {
                 return Ok(Some(true));
             }
-            Ok(match (l, tri(b, vals, names)?) {
+            Ok(match (l, tri(b, vals, env)?) {
                 (_, Some(true)) => Some(true),
                 (Some(false), Some(false)) => Some(false),
                 _ => None,
             })
         }
-        other => tri_of(eval(other, vals, names)?.as_ref()),
+        other => tri_of(eval(other, vals, env)?.as_ref()),
     }
 }
 
@@ -648,10 +684,12 @@ fn binary(op: Op, a: &Value, b: &Value) -> Result<Value, String> {
     }
 }
 
-/// An evalexpr context over slot-indexed values, for the subtrees evalexpr evaluates.
+/// An evalexpr context over slot-indexed values, for the subtrees evalexpr evaluates. Its
+/// functions are lookout's ([`functions`]); evalexpr's built-ins are off.
 struct SlotContext<'a> {
     names: &'a Names,
     values: &'a [Value],
+    mode: Mode,
 }
 
 impl Context for SlotContext<'_> {
@@ -659,19 +697,59 @@ impl Context for SlotContext<'_> {
         self.names.slot(identifier).and_then(|s| self.values.get(s))
     }
 
-    fn call_function(&self, identifier: &str, _argument: &Value) -> EvalexprResult<Value> {
-        Err(EvalexprError::FunctionIdentifierNotFound(
-            identifier.to_string(),
-        ))
+    fn call_function(&self, identifier: &str, argument: &Value) -> EvalexprResult<Value> {
+        functions::call(identifier, argument, self.mode)
     }
 
     fn are_builtin_functions_disabled(&self) -> bool {
-        false
+        true
     }
 
     fn set_builtin_functions_disabled(&mut self, _disabled: bool) -> EvalexprResult<()> {
         Err(EvalexprError::BuiltinFunctionsCannotBeDisabled)
     }
+}
+
+thread_local! {
+    /// Set while [`contain`] runs on this thread: a panic is caught there, so the hook keeps
+    /// its report (for the error message) instead of printing it.
+    static CONTAINED: Cell<bool> = const { Cell::new(false) };
+    static REPORT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+static QUIET_HOOK: Once = Once::new();
+
+/// Run `f`; a panic in it becomes `Err("panicked at FILE:LINE:COL: message")`. The process's
+/// panic hook is wrapped once: on a thread inside `contain` it only records the report, anywhere
+/// else it calls the hook that was there before.
+pub(super) fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let kept = CONTAINED.try_with(Cell::get).unwrap_or(false)
+                && REPORT
+                    .try_with(|r| {
+                        r.replace(Some(info.to_string().replace('\n', ": ")));
+                    })
+                    .is_ok();
+            if !kept {
+                previous(info)
+            }
+        }));
+    });
+    let outer = CONTAINED.replace(true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CONTAINED.set(outer);
+    result.map_err(|payload| {
+        REPORT.take().unwrap_or_else(|| {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            format!("panicked: {what}")
+        })
+    })
 }
 
 #[cfg(test)]
@@ -830,6 +908,68 @@ mod tests {
                 _ => panic!("{src}: ours {ours:?}, evalexpr {theirs:?}"),
             }
         }
+    }
+
+    #[test]
+    fn string_functions_count_characters() {
+        let names = Names {
+            scope: "test",
+            names: &["line", "n"],
+        };
+        let vals = [Value::String("ééééé FATAL".into()), Value::Float(3.0)];
+        let truth = |src: &str| Compiled::new(src, names).unwrap().truth(&vals);
+        assert_eq!(
+            truth("str::substring(line, 0, 3) == \"ééé\""),
+            Ok(Truth::True)
+        );
+        assert_eq!(
+            truth("str::substring(line, n) == \"éé FATAL\""),
+            Ok(Truth::True)
+        );
+        assert_eq!(truth("len(line) == 11"), Ok(Truth::True));
+        assert_eq!(truth("contains(line, \"FATAL\")"), Ok(Truth::True));
+        // Out of range: an error for this evaluation, not a panic.
+        let e = truth("str::substring(line, 0, 40) == \"x\"").unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn a_panic_in_an_evalexpr_subtree_is_an_error() {
+        let e = truth("test::panic(cpu)").unwrap_err();
+        let ExprError::Eval(m) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(m.contains("test::panic called"), "{m}");
+        assert!(
+            m.contains("functions.rs"),
+            "the hook kept the location: {m}"
+        );
+        // Under compiled operators, too; and the next evaluation is unaffected.
+        assert!(matches!(
+            truth("cpu > 80 && test::panic(1)"),
+            Err(ExprError::Eval(_))
+        ));
+        assert_eq!(truth("cpu > 80"), Ok(Truth::True));
+        // The hook is chained: a panic outside evaluation still reaches it.
+        assert!(std::panic::catch_unwind(|| panic!("elsewhere")).is_err());
+    }
+
+    #[test]
+    fn dry_run_checks_names_and_arity_but_not_sample_ranges() {
+        let sample: Vec<Value> = vals()
+            .into_iter()
+            .map(|v| if v.is_empty() { Value::Float(1.0) } else { v })
+            .collect();
+        let dry = |src: &str| Compiled::new(src, NAMES).unwrap().dry_run(&sample);
+        // "running" is 7 characters; the real text may be longer.
+        assert_eq!(dry("str::substring(state, 0, 40) == \"x\""), Ok(()));
+        assert!(dry("str::substring(state) == \"x\"").is_err());
+        assert!(dry("str::substring(state, 0, 1, 2) == \"x\"").is_err());
+        assert!(dry("str::substrin(state, 0) == \"x\"").is_err());
+        assert!(dry("str::regex_matches(state, \"(\")").is_err());
+        // evalexpr's built-ins are off: only lookout's functions answer.
+        assert!(dry("random() > 0.5").is_err());
+        assert_eq!(dry("max(cpu, mem) > 1 && math::abs(code) == 0"), Ok(()));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The rule engine: alert rules evaluated over each snapshot's targets, after every collection
 //! and, for one container, on its Docker events.
 //!
-//! - [`rule`]: rule files, validated whole and compiled; [`expr`]: the compiled expressions;
+//! - [`rule`]: rule files, validated whole and compiled; [`expr`]: the compiled expressions,
+//!   and [`functions`]: the functions they may call (char-safe, never panicking);
 //!   [`template`]: annotation templates; [`vars`]: the scope variables and the targets.
 //! - [`state`]: the pure state machine of one (rule, target) instance.
 //! - [`Engine`] (here): the rules, the instances that are pending or firing, evaluation, the
@@ -15,6 +16,7 @@
 //!   evaluation returns transitions and never sends anything itself.
 
 pub mod expr;
+pub mod functions;
 pub mod journal;
 pub mod rule;
 pub mod seam;
@@ -394,10 +396,17 @@ fn step_one(
             .iter()
             .map(|s| row.get(*s).cloned().unwrap_or(Value::Empty))
             .collect();
+        // A template that fails is that rule's failure on this target, like an expression.
         a.annotations = Arc::new(
             rule.annotations
                 .iter()
-                .map(|(k, _, tpl)| (k.clone(), tpl.render(row)))
+                .map(|(k, _, tpl)| {
+                    let text = tpl.try_render(row).unwrap_or_else(|e| {
+                        error.get_or_insert_with(|| format!("{}: annotations.{k}: {e}", t.name));
+                        format!("(template failed: {e})")
+                    });
+                    (k.clone(), text)
+                })
                 .collect(),
         );
         a.value = rule

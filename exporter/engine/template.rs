@@ -11,7 +11,7 @@
 
 use evalexpr::Value;
 
-use super::expr::Names;
+use super::expr::{contain, Names};
 
 /// Why a template did not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,18 +91,29 @@ impl Template {
         })
     }
 
-    pub fn render(&self, values: &[Value]) -> String {
-        let mut out = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Text(t) => out.push_str(t),
-                Part::Var { slot, filters } => {
-                    let v = values.get(*slot).unwrap_or(&Value::Empty);
-                    out.push_str(&apply(v, filters));
+    /// The text, or why it could not be rendered (a panic in a filter, caught).
+    pub fn try_render(&self, values: &[Value]) -> Result<String, String> {
+        contain(|| {
+            let mut out = String::new();
+            for p in &self.parts {
+                match p {
+                    Part::Text(t) => out.push_str(t),
+                    Part::Var { slot, filters } => {
+                        let v = values.get(*slot).unwrap_or(&Value::Empty);
+                        out.push_str(&apply(v, filters));
+                    }
                 }
             }
-        }
-        out
+            out
+        })
+    }
+
+    /// The text; a template that fails renders as `(template failed: …)`, and is logged.
+    pub fn render(&self, values: &[Value]) -> String {
+        self.try_render(values).unwrap_or_else(|error| {
+            tracing::warn!(%error, "annotation template failed");
+            format!("(template failed: {error})")
+        })
     }
 }
 
@@ -375,6 +386,17 @@ mod tests {
         assert_eq!(t("{{ cpu | humanizeDuration }}", -90.0), "-1m 30s");
         assert!(t("{{ cpu | humanizeDuration }}", f64::MAX).starts_with("213503982334601d"));
         assert_eq!(t("{{ cpu | round(12) }}", f64::MAX).len(), 322);
+    }
+
+    #[test]
+    fn humanize_takes_infinity_and_nan() {
+        let t = Template::new("{{ cpu | humanize }} {{ mem | humanize1024 }}", NAMES).unwrap();
+        let mut v = vals();
+        v[1] = Value::Float(f64::INFINITY);
+        v[2] = Value::Float(f64::NEG_INFINITY);
+        assert_eq!(t.try_render(&v), Ok("+Inf -Inf".into()));
+        v[1] = Value::Float(f64::NAN);
+        assert_eq!(t.try_render(&v), Ok("NaN -Inf".into()));
     }
 
     #[test]

@@ -187,6 +187,98 @@ fn evaluation_failures_are_counted_and_keep_state() {
     assert_eq!(e.view().rules[0].failures_total, 1);
 }
 
+/// A snapshot with one running container whose logs are followed, last matching `line`.
+fn with_log_line(name: &str, line: &str, at: f64) -> Snapshot {
+    let c = container(name, Some(1.0), State::Running, 0);
+    let id = c.info.id.clone();
+    Snapshot {
+        taken_at: at,
+        containers: vec![c],
+        collectors: vec![CollectorStatus {
+            name: "docker",
+            success: true,
+            exported: true,
+            duration_seconds: 0.0,
+            error: None,
+        }],
+        logs: crate::snapshot::LogPart {
+            counts: vec![crate::snapshot::LogCounts {
+                container_id: id.clone(),
+                stream: "stderr",
+                matches: 1,
+                ..Default::default()
+            }],
+            last_matches: vec![crate::snapshot::LastMatch {
+                container_id: id,
+                line: line.into(),
+                at,
+            }],
+            invalid_patterns: vec![],
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn non_ascii_text_in_string_functions_neither_panics_nor_stops_evaluation() {
+    let text = r#"groups:
+  - name: g
+    rules:
+      - alert: Fatal
+        scope: container
+        expr: str::substring(last_log_match, 0, 3) == "ééé"
+        annotations:
+          summary: "{{ last_log_match }}"
+      - alert: Tail
+        scope: container
+        expr: str::substring(last_log_match, 6, 40) == "FATAL"
+"#;
+    let mut e = Engine::new(rules(text), "box", StateDir::none());
+    let snap = with_log_line("web", "ééééé FATAL", 100.0);
+    let ev = e.evaluate(&snap, None, 100.0);
+    assert_eq!(names(&ev), ["Fatal:web:firing"]);
+    assert_eq!(ev[0].alert.annotations["summary"], "ééééé FATAL");
+    // The out-of-range substring failed for that rule and target only, and was counted.
+    let v = e.view();
+    let by = |n: &str| v.rules.iter().find(|r| r.name == n).unwrap();
+    assert_eq!((by("Fatal").health, by("Fatal").failures_total), ("ok", 0));
+    assert_eq!((by("Tail").health, by("Tail").failures_total), ("err", 1));
+    assert!(
+        by("Tail").last_error.contains("out of range"),
+        "{}",
+        by("Tail").last_error
+    );
+    // Evaluation goes on, cycle after cycle.
+    let snap = with_log_line("web", "ééééé FATAL", 110.0);
+    assert!(e.evaluate(&snap, None, 110.0).is_empty());
+    assert_eq!(e.view().rules.len(), 2);
+}
+
+#[test]
+fn a_panic_in_an_expression_is_that_rules_failure() {
+    let text = r#"groups:
+  - name: g
+    rules:
+      - alert: Panics
+        scope: container
+        expr: test::panic(cpu_percent)
+      - alert: HighCpu
+        scope: container
+        expr: cpu_percent > 80
+"#;
+    let mut e = Engine::new(rules(text), "box", StateDir::none());
+    let ev = e.evaluate_targets(vec![running("web", 90.0)], C, 0.0);
+    assert_eq!(names(&ev), ["HighCpu:web:firing"]);
+    let v = e.view();
+    let panics = v.rules.iter().find(|r| r.name == "Panics").unwrap();
+    assert_eq!((panics.health, panics.failures_total), ("err", 1));
+    assert!(
+        panics.last_error.contains("test::panic called"),
+        "{}",
+        panics.last_error
+    );
+}
+
 #[test]
 fn one_container_on_an_event() {
     let mut e = Engine::new(rules(RULES), "box", StateDir::none());

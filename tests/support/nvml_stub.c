@@ -8,12 +8,18 @@
  * total energy, ECC counters and event types (so no XID), as a GeForce board would; its minor
  * number (3) differs from its index, to show that `device` comes from the minor number.
  *
- * The processes to report, and an XID error to deliver once, are read from a file next to this
- * library, `nvml_stub.conf` (found through dladdr), so that several stubs can run side by side
- * in one test process. One directive per line:
+ * The processes to report, an XID error to deliver once, and calls that hang are read from a
+ * file next to this library, `nvml_stub.conf` (found through dladdr), so that several stubs can
+ * run side by side in one test process. One directive per line:
  *     compute  <gpu> <pid> <bytes|na>
  *     graphics <gpu> <pid> <bytes|na>
  *     xid      <gpu> <value>
+ *     hang     <function>
+ * `hang` makes that NVML function block, as a call on a wedged GPU does, for as long as the line
+ * is in the file (re-read every 50 ms): a test hangs a call, then un-hangs it by rewriting the
+ * file. The functions that can hang: nvmlInit_v2, nvmlDeviceGetCount_v2,
+ * nvmlDeviceGetUtilizationRates, nvmlDeviceGetMemoryInfo_v2, nvmlDeviceGetTemperature,
+ * nvmlDeviceGetPowerUsage.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -21,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 typedef int nvmlReturn_t;
@@ -122,16 +129,57 @@ static int valid(nvmlDevice_t d) {
     return init_count > 0 && (d == &devices[0] || d == &devices[1]);
 }
 
-/* The config file next to this library. */
-static FILE *open_conf(void) {
+/* The path of the config file next to this library (found once per thread), or NULL. */
+static const char *conf_path(void) {
+    static __thread char path[PATH_MAX];
+    if (path[0] != '\0') return path;
     Dl_info info;
-    char path[PATH_MAX];
     if (dladdr((void *)&copy_string, &info) == 0 || info.dli_fname == NULL) return NULL;
-    snprintf(path, sizeof path, "%s", info.dli_fname);
-    char *slash = strrchr(path, '/');
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s", info.dli_fname);
+    char *slash = strrchr(p, '/');
     if (slash == NULL) return NULL;
-    snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "nvml_stub.conf");
-    return fopen(path, "r");
+    snprintf(slash + 1, sizeof p - (size_t)(slash + 1 - p), "nvml_stub.conf");
+    memcpy(path, p, sizeof path);
+    return path;
+}
+
+static FILE *open_conf(void) {
+    const char *path = conf_path();
+    return path == NULL ? NULL : fopen(path, "r");
+}
+
+/* Whether the config file has `hang <fn>`. Each thread remembers the file (inode, size, mtime)
+ * it last found without any `hang` line, so that the check costs one stat per call. */
+static int hang_wanted(const char *fn) {
+    static __thread struct stat quiet;
+    static __thread int quiet_valid = 0;
+    const char *path = conf_path();
+    struct stat st;
+    if (path == NULL || stat(path, &st) != 0) return 0;
+    if (quiet_valid && st.st_ino == quiet.st_ino && st.st_size == quiet.st_size &&
+        st.st_mtim.tv_sec == quiet.st_mtim.tv_sec && st.st_mtim.tv_nsec == quiet.st_mtim.tv_nsec)
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    int any = 0, found = 0;
+    char line[256];
+    while (fgets(line, sizeof line, f) != NULL) {
+        char k[32], name[128];
+        if (sscanf(line, "%31s %127s", k, name) != 2 || strcmp(k, "hang") != 0) continue;
+        any = 1;
+        if (strcmp(name, fn) == 0) found = 1;
+    }
+    fclose(f);
+    quiet = st;
+    quiet_valid = !any;
+    return found;
+}
+
+/* Block while the config file says `hang <fn>`. */
+static void maybe_hang(const char *fn) {
+    struct timespec ts = {0, 50L * 1000000L};
+    while (hang_wanted(fn)) nanosleep(&ts, NULL);
 }
 
 /* The processes of one kind ("compute" or "graphics") on one GPU. */
@@ -173,6 +221,7 @@ static unsigned long long read_xid(unsigned int gpu) {
 }
 
 nvmlReturn_t nvmlInit_v2(void) {
+    maybe_hang(__func__);
     __sync_fetch_and_add(&init_count, 1);
     return NVML_SUCCESS;
 }
@@ -202,6 +251,7 @@ nvmlReturn_t nvmlSystemGetNVMLVersion(char *version, unsigned int length) {
 }
 
 nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
+    maybe_hang(__func__);
     if (init_count <= 0) return NVML_ERROR_UNINITIALIZED;
     *count = 2;
     return NVML_SUCCESS;
@@ -242,6 +292,7 @@ nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t d, nvmlPciInfo_t *pci) {
 }
 
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d, nvmlUtilization_t *u) {
+    maybe_hang(__func__);
     if (!valid(d) || u == NULL) return NVML_ERROR_INVALID_ARGUMENT;
     u->gpu = UTIL_GPU[d->index];
     u->memory = UTIL_MEM[d->index];
@@ -249,6 +300,7 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d, nvmlUtilization_t *u)
 }
 
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m) {
+    maybe_hang(__func__);
     if (!valid(d) || m == NULL) return NVML_ERROR_INVALID_ARGUMENT;
     /* NVML_STRUCT_VERSION(Memory, 2): the caller must say which layout it passes. */
     if (m->version != (unsigned int)(sizeof(nvmlMemory_v2_t) | (2u << 24)))
@@ -262,12 +314,14 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m) {
 }
 
 nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor, unsigned int *temp) {
+    maybe_hang(__func__);
     if (!valid(d) || sensor != 0 || temp == NULL) return NVML_ERROR_INVALID_ARGUMENT;
     *temp = TEMP[d->index];
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int *power) {
+    maybe_hang(__func__);
     if (!valid(d) || power == NULL) return NVML_ERROR_INVALID_ARGUMENT;
     *power = POWER_MW[d->index];
     return NVML_SUCCESS;

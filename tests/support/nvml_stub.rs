@@ -44,9 +44,19 @@ impl NvmlStub {
         NvmlStub { dir, lib }
     }
 
-    /// Write `nvml_stub.conf`: lines `compute|graphics <gpu> <pid> <bytes|na>`, `xid <gpu> <n>`.
+    /// Write `nvml_stub.conf`: lines `compute|graphics <gpu> <pid> <bytes|na>`, `xid <gpu> <n>`,
+    /// `hang <nvml function>` (see the C source). Written to a temporary file and renamed, so
+    /// that the stub never reads half of it.
     pub fn configure(&self, conf: &str) {
-        std::fs::write(self.dir.path().join("nvml_stub.conf"), conf).expect("write stub conf");
+        let tmp = self.dir.path().join("nvml_stub.conf.tmp");
+        std::fs::write(&tmp, conf).expect("write stub conf");
+        std::fs::rename(&tmp, self.dir.path().join("nvml_stub.conf")).expect("rename stub conf");
+    }
+
+    /// Make `function` (e.g. `nvmlDeviceGetTemperature`) block until [`NvmlStub::configure`]
+    /// writes a conf without the line; `rest` is the rest of the conf.
+    pub fn hang(&self, function: &str, rest: &str) {
+        self.configure(&format!("{rest}hang {function}\n"));
     }
 
     pub fn lib(&self) -> &Path {
