@@ -141,12 +141,7 @@ async fn run_one(slot: &mut Slot, timeout: Duration) -> (Option<Part>, Collector
         Ok(Err(join)) => {
             let msg = if join.is_panic() {
                 let p = join.into_panic();
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                format!("panicked: {what}")
+                format!("panicked: {}", crate::supervise::panic_message(&*p))
             } else {
                 "cancelled".to_string()
             };

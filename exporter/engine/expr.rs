@@ -741,14 +741,9 @@ pub(super) fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     let result = catch_unwind(AssertUnwindSafe(f));
     CONTAINED.set(outer);
     result.map_err(|payload| {
-        REPORT.take().unwrap_or_else(|| {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            format!("panicked: {what}")
-        })
+        REPORT
+            .take()
+            .unwrap_or_else(|| format!("panicked: {}", crate::supervise::panic_message(&*payload)))
     })
 }
 
