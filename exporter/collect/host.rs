@@ -483,6 +483,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_host_name_for_alerts_uname_and_dcgm() {
+        // The host alerts' `instance`, node_uname_info{nodename} and DCGM's Hostname all come
+        // from `hostname()`, whatever the container's own name is.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/kernel")).unwrap();
+        std::fs::write(dir.path().join("sys/kernel/hostname"), "the-host\n").unwrap();
+        assert_eq!(read_uname(dir.path()).nodename, "the-host");
+        assert_eq!(hostname(dir.path()), "the-host");
+    }
+
+    #[test]
     fn hostname_prefers_procfs() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("sys/kernel")).unwrap();
