@@ -132,13 +132,7 @@ fn snapshot(load: Load, cycle: usize) -> Snapshot {
     Snapshot {
         taken_at: 1_700_000_000.0 + cycle as f64 * 10.0,
         containers,
-        collectors: vec![CollectorStatus {
-            name: "docker",
-            success: true,
-            exported: true,
-            duration_seconds: 0.0,
-            error: None,
-        }],
+        collectors: vec![CollectorStatus::succeeded("docker")],
         label_allowlist: Arc::new(lookout::snapshot::LabelAllowlist::new(&[
             "com.docker.compose.project".into(),
             "com.docker.compose.service".into(),

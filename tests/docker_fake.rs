@@ -38,6 +38,25 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// lookout's Docker watcher on the fake daemon (resync far away: only sessions and events).
+fn watch(
+    fake: &Arc<FakeDocker>,
+) -> (
+    Arc<DockerState>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let state = DockerState::new(NameFilter::all());
+    let token = CancellationToken::new();
+    let watcher = tokio::spawn(docker::watch(
+        fake.clone() as Arc<dyn lookout::docker_api::DockerApi>,
+        state.clone(),
+        Duration::from_secs(3600),
+        token.clone(),
+    ));
+    (state, token, watcher)
+}
+
 fn get(state: &DockerState, id: &str) -> Option<ContainerInfo> {
     state.view().iter().find(|c| c.id == id).cloned()
 }
@@ -47,14 +66,7 @@ async fn a_reconnect_refreshes_what_looks_unchanged_and_replays_missed_events() 
     let fake = FakeDocker::new();
     let now = lookout::now_unix();
     fake.put(running("c1", 100, now - 50.0, 0));
-    let state = DockerState::new(NameFilter::all());
-    let token = CancellationToken::new();
-    let watcher = tokio::spawn(docker::watch(
-        fake.clone() as Arc<dyn lookout::docker_api::DockerApi>,
-        state.clone(),
-        Duration::from_secs(3600),
-        token.clone(),
-    ));
+    let (state, token, watcher) = watch(&fake);
     wait_for("the first inventory", || {
         state.is_connected() && get(&state, "c1").is_some_and(|c| c.pid == 100)
     })
@@ -105,14 +117,7 @@ async fn one_container_that_fails_to_inspect_costs_only_itself() {
     for (i, id) in ["c1", "c2", "c3"].iter().enumerate() {
         fake.put(running(id, 100 + i as u32, now - 50.0, 0));
     }
-    let state = DockerState::new(NameFilter::all());
-    let token = CancellationToken::new();
-    let watcher = tokio::spawn(docker::watch(
-        fake.clone() as Arc<dyn lookout::docker_api::DockerApi>,
-        state.clone(),
-        Duration::from_secs(3600),
-        token.clone(),
-    ));
+    let (state, token, watcher) = watch(&fake);
     wait_for("the first inventory", || state.view().len() == 3).await;
 
     // All three restart; c2's inspect answers a 500.

@@ -245,13 +245,7 @@ mod tests {
                     ..Default::default()
                 },
             }],
-            collectors: vec![CollectorStatus {
-                name: "docker",
-                success: true,
-                exported: true,
-                duration_seconds: 0.0,
-                error: None,
-            }],
+            collectors: vec![CollectorStatus::succeeded("docker")],
             inventory_generation: i as u64,
             ..Default::default()
         })

@@ -194,13 +194,7 @@ fn with_log_line(name: &str, line: &str, at: f64) -> Snapshot {
     Snapshot {
         taken_at: at,
         containers: vec![c],
-        collectors: vec![CollectorStatus {
-            name: "docker",
-            success: true,
-            exported: true,
-            duration_seconds: 0.0,
-            error: None,
-        }],
+        collectors: vec![CollectorStatus::succeeded("docker")],
         logs: crate::snapshot::LogPart {
             counts: vec![crate::snapshot::LogCounts {
                 container_id: id.clone(),
@@ -302,13 +296,7 @@ fn a_snapshot_is_evaluated_per_present_scope() {
     let mut snap = Snapshot {
         taken_at: 100.0,
         containers: vec![container("job", None, State::Exited, 2)],
-        collectors: vec![CollectorStatus {
-            name: "docker",
-            success: true,
-            exported: true,
-            duration_seconds: 0.0,
-            error: None,
-        }],
+        collectors: vec![CollectorStatus::succeeded("docker")],
         ..Default::default()
     };
     assert_eq!(names(&e.evaluate(&snap, None, 100.0)), ["Down:job:firing"]);
@@ -404,13 +392,7 @@ fn matchers_select_targets() {
 }
 
 fn docker_ok() -> Vec<CollectorStatus> {
-    vec![CollectorStatus {
-        name: "docker",
-        success: true,
-        exported: true,
-        duration_seconds: 0.0,
-        error: None,
-    }]
+    vec![CollectorStatus::succeeded("docker")]
 }
 
 /// A snapshot taken at inventory generation `generation` with these containers.

@@ -526,11 +526,8 @@ mod tests {
 
     fn status(name: &'static str, success: bool) -> CollectorStatus {
         CollectorStatus {
-            name,
             success,
-            exported: true,
-            duration_seconds: 0.0,
-            error: None,
+            ..CollectorStatus::succeeded(name)
         }
     }
 
