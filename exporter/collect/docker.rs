@@ -45,6 +45,16 @@ struct SavedFacts {
     oom_events: u64,
 }
 
+impl SavedFacts {
+    fn of(c: &ContainerInfo) -> SavedFacts {
+        SavedFacts {
+            started_at: c.started_at,
+            recent_starts: c.recent_starts.clone(),
+            oom_events: c.oom_events,
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SavedFile {
     version: u32,
@@ -159,11 +169,7 @@ impl DockerState {
     fn upsert(&self, mut info: ContainerInfo, now: f64) {
         let mut map = self.containers.write().unwrap();
         let before = match map.get(&info.id) {
-            Some(old) => Some(SavedFacts {
-                started_at: old.started_at,
-                recent_starts: old.recent_starts.clone(),
-                oom_events: old.oom_events,
-            }),
+            Some(old) => Some(SavedFacts::of(old)),
             None => self.restored.lock().unwrap().remove(&info.id),
         };
         if let Some(old) = &before {
@@ -253,16 +259,7 @@ impl DockerState {
             .read()
             .unwrap()
             .values()
-            .map(|c| {
-                (
-                    c.id.clone(),
-                    SavedFacts {
-                        started_at: c.started_at,
-                        recent_starts: c.recent_starts.clone(),
-                        oom_events: c.oom_events,
-                    },
-                )
-            })
+            .map(|c| (c.id.clone(), SavedFacts::of(c)))
             .collect();
         // Facts of containers not seen yet this run stay until a first full resync (the
         // daemon may be away); that resync drops the facts of containers that are gone.

@@ -189,7 +189,10 @@ impl EngineTask {
                 self.board.republish(p);
             }
             self.board.warm_gzip();
-            crate::collect::cycle::release_freed_memory();
+            if cycle {
+                // The previous cycle's snapshot and exposition were just let go.
+                crate::collect::cycle::release_freed_memory();
+            }
             size
         })
     }
