@@ -42,6 +42,7 @@ pub mod engine;
 pub mod exposition;
 pub mod http;
 pub mod logging;
+pub mod notify;
 pub mod publish;
 pub mod reload;
 pub mod snapshot;

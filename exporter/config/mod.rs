@@ -7,6 +7,7 @@
 
 mod duration;
 mod glob;
+pub mod receivers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
