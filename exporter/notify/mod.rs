@@ -177,6 +177,12 @@ pub trait Notifier: Send + Sync {
         true
     }
 
+    /// For a receiver that does not group: how often the alerts still firing are sent again
+    /// (Alertmanager: Prometheus's resend delay, so that it keeps them alive).
+    fn resend_interval(&self) -> Option<Duration> {
+        None
+    }
+
     /// Send one batch; `Ok` only once the receiver has acknowledged it.
     async fn send(&self, batch: &Batch) -> Result<Ack, SendError>;
 }
@@ -238,6 +244,6 @@ mod tests {
     #[test]
     fn formats_rfc3339() {
         assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_796_048_630.5), "2026-12-01T15:43:50.500Z");
+        assert_eq!(rfc3339(1_796_048_630.5), "2026-11-30T14:23:50.500Z");
     }
 }
