@@ -280,6 +280,10 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     // The state survived on disk for the next start.
-    let saved = std::fs::read_to_string(dir.path().join("state/alerts.json")).unwrap();
+    let saved = lookout::state_dir::StateDir::at(dir.path().join("state"))
+        .load::<serde_json::Value>("alerts.json")
+        .unwrap()
+        .unwrap()
+        .to_string();
     assert!(saved.contains("ContainerDown"), "{saved}");
 }

@@ -282,7 +282,11 @@ fn the_last_xid_survives_a_restart() {
             (collect(&c).gpus[0].xid_errors == Some(79.0)).then_some(())
         });
         assert!(got.is_some(), "XID 79 on GPU 0 never showed");
-        let saved = std::fs::read_to_string(state.path().join("gpu.json")).unwrap();
+        let saved = dir
+            .load::<serde_json::Value>("gpu.json")
+            .unwrap()
+            .unwrap()
+            .to_string();
         assert!(saved.contains(UUIDS[0]) && saved.contains("79"), "{saved}");
     }
     // The stub delivers no XID any more: a new collector can only have it from the state.

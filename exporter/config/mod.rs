@@ -44,6 +44,9 @@ struct RawConfig {
     rule_files: Option<Vec<String>>,
     state_dir: Option<String>,
     web: Option<RawWeb>,
+    receivers: Option<Vec<receivers::RawReceiver>>,
+    route: Option<receivers::RawRoute>,
+    inhibit_rules: Option<Vec<receivers::RawInhibit>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +229,8 @@ pub struct Config {
     pub web: WebConfig,
     /// The command-line values it was loaded with, so a reload applies them again.
     pub overrides: Overrides,
+    /// Receivers, the routing tree and inhibition rules (a reload applies them).
+    pub notify: receivers::NotifyConfig,
 }
 
 impl Config {
@@ -467,6 +472,9 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             idle_timeout: uw.idle_timeout.or(bw.idle_timeout),
             request_timeout: uw.request_timeout.or(bw.request_timeout),
         }),
+        receivers: user.receivers.or(base.receivers),
+        route: user.route.or(base.route),
+        inhibit_rules: user.inhibit_rules.or(base.inhibit_rules),
     }
 }
 
@@ -902,6 +910,12 @@ impl Validator {
         }
 
         let web = self.web(raw.web.unwrap_or_default(), flags);
+        let notify = self.notify(
+            raw.receivers.unwrap_or_default(),
+            raw.route,
+            raw.inhibit_rules.unwrap_or_default(),
+            env,
+        );
         let mut collectors = CollectorsConfig {
             docker: c.docker.unwrap_or(true),
             cgroup: c.cgroup.unwrap_or(true),
@@ -918,6 +932,7 @@ impl Validator {
         };
         self.collector_flags(&mut collectors, flags);
         Some(Config {
+            notify,
             web,
             overrides: flags.clone(),
             source: file.map(Path::to_path_buf),

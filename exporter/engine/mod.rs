@@ -883,7 +883,7 @@ impl Engine {
             tracing::info!(
                 restored,
                 dropped,
-                path = %self.state.file(STATE_FILE).unwrap_or_default().display(),
+                path = %self.state.describe(STATE_FILE),
                 "alert state restored"
             );
         }

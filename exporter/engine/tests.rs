@@ -316,7 +316,7 @@ fn state_survives_a_restart() {
         e.evaluate_targets(vec![running("web", 90.0)], C, 120.0); // web fires
         e.evaluate_targets(vec![running("web", 90.0), running("api", 90.0)], C, 200.0); // api pending
         e.save().unwrap();
-        assert!(dir.path().join(STATE_FILE).exists());
+        assert!(dir.path().join(crate::state_dir::DB_FILE).exists());
         // Nothing changed: no rewrite needed.
         assert!(!e.dirty);
     }
@@ -339,8 +339,11 @@ fn state_survives_a_restart() {
         ["HighCpu:api:firing"]
     );
 
-    // A corrupt file: start clean rather than fail.
-    std::fs::write(dir.path().join(STATE_FILE), "{not json").unwrap();
+    // Corrupt state: start clean rather than fail.
+    drop(e);
+    StateDir::at(dir.path())
+        .save(STATE_FILE, "not alert state")
+        .unwrap();
     let e = Engine::new(rules(RULES), "box", StateDir::at(dir.path()));
     assert!(e.view().alerts.is_empty());
 }
