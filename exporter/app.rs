@@ -4,7 +4,8 @@
 //! ```text
 //! docker watcher (collect::docker) ─► inventory ◄── collectors
 //! collection loop (collect::cycle) ──snapshots──► engine task (engine::task) ──► seam ──► transition log
-//!                                                     │  ▲                        (notify, act: later)
+//!                                                     │  ▲                          └──► notifier (notify::dispatch)
+//!                                                     │  │                               ──► outbox ──► senders
 //!                              publishes to the board ▼  │ commands
 //! HTTP (http) ── reads the board, sends reload requests ──► reload task (reload)
 //! ```
@@ -32,6 +33,7 @@ use crate::engine::rule;
 use crate::engine::seam::Seam;
 use crate::engine::task::EngineTask;
 use crate::http::{self, serve::Limits, HttpState};
+use crate::notify::{self, dispatch::NotifyTask, outbox::Outbox, silence::Silences};
 use crate::publish::Board;
 use crate::reload::{self, Reloader};
 use crate::snapshot::{LabelAllowlist, Snapshot};
@@ -168,6 +170,22 @@ pub async fn run(
 
     // Transitions: the engine hands them to every consumer of the seam.
     let seam = Arc::new(Seam::new());
+    let notify = notify::dispatch::Shared::new(
+        Arc::new(Silences::load(&state)),
+        Arc::new(Outbox::open(&state)),
+        board.notify.clone(),
+    );
+    let external_url = format!("http://{hostname}:{}", listener.local_addr()?.port());
+    let notifier = Arc::new(NotifyTask {
+        deliveries: tokio::sync::Mutex::new(seam.subscribe("notify", 1024)),
+        config: config_rx.clone(),
+        shared: notify.clone(),
+        docker: collectors_docker.then(|| (api.clone(), docker.clone())),
+        build: Arc::new(notify::build),
+        host: hostname.clone(),
+        external_url,
+    });
+    sup.spawn("notify", move |t| notifier.clone().run(t));
     let journal_rx = Arc::new(tokio::sync::Mutex::new(seam.subscribe("log", 1024)));
     sup.spawn("journal", move |t| {
         let rx = journal_rx.clone();
@@ -222,6 +240,8 @@ pub async fn run(
         board,
         reload: web.enable_lifecycle.then(|| reload_channel.handle.clone()),
         telemetry_path: web.telemetry_path.clone(),
+        notify: Some(notify),
+        admin: web.enable_lifecycle,
     };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, path = %web.telemetry_path, "serving /metrics");

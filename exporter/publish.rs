@@ -86,6 +86,8 @@ pub struct Board {
     gzip_wanted: [AtomicBool; 2],
     reload: Mutex<ReloadState>,
     pub tasks: Arc<TaskHealth>,
+    /// The notifier's per-receiver figures (published with each snapshot).
+    pub notify: Arc<crate::notify::stats::Stats>,
     /// Unix time lookout started.
     pub started_at: f64,
     started: Instant,
@@ -104,6 +106,7 @@ impl Board {
                 success_at: now,
             }),
             tasks,
+            notify: Arc::default(),
             started_at: now,
             started: Instant::now(),
         })

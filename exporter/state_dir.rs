@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -46,6 +46,10 @@ pub struct Store {
 }
 
 impl Store {
+    pub fn new(db: Database, path: PathBuf) -> Store {
+        Store { db, path }
+    }
+
     /// Where it is, for messages.
     pub fn path(&self) -> &Path {
         &self.path

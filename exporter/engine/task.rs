@@ -180,6 +180,7 @@ impl EngineTask {
                 reload_successful: reload.successful,
                 reload_success_at: reload.success_at,
                 tasks: self.board.tasks.snapshot(),
+                receivers: self.board.notify.snapshot(),
             });
             let p = Published::new(snap, status, hint);
             let size = p.exposition.len();

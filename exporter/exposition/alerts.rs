@@ -17,6 +17,8 @@ pub struct Status {
     pub reload_success_at: f64,
     /// lookout's supervised tasks.
     pub tasks: Vec<crate::supervise::TaskStatus>,
+    /// The notifier's receivers.
+    pub receivers: std::collections::BTreeMap<String, crate::notify::stats::ReceiverStats>,
 }
 
 pub(super) fn encode(enc: &mut Encoder, s: &Status) {

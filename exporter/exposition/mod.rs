@@ -69,6 +69,8 @@ impl Format {
 pub enum Kind {
     Counter,
     Gauge,
+    /// Samples `<name>_bucket{le=...}`, `<name>_sum`, `<name>_count`, written by the caller.
+    Histogram,
 }
 
 /// Writes families and samples once, for both formats. The buffer holds the text-0.0.4
@@ -168,6 +170,7 @@ fn write_header(h: &mut String, name: &str, help: &str, kind: Kind, format: Form
         Kind::Counter if format == Format::OpenMetrics && !name.ends_with("_total") => " unknown\n",
         Kind::Counter => " counter\n",
         Kind::Gauge => " gauge\n",
+        Kind::Histogram => " histogram\n",
     });
 }
 

@@ -85,8 +85,132 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot, status: Option<&Status>
             );
         }
     }
+    if let Some(st) = status {
+        encode_receivers(enc, &st.receivers);
+    }
     if let Some(p) = &snap.process {
         encode_process(enc, p);
+    }
+}
+
+/// The notifier's series, per receiver (present once receivers are configured).
+fn encode_receivers(
+    enc: &mut Encoder,
+    receivers: &std::collections::BTreeMap<String, crate::notify::stats::ReceiverStats>,
+) {
+    if receivers.is_empty() {
+        return;
+    }
+    enc.family(
+        "lookout_notifications_total",
+        "Attempts to send a notification, by receiver and outcome (success; failure, retried; rejected, dropped).",
+        Kind::Counter,
+    );
+    for (name, r) in receivers {
+        for outcome in ["success", "failure", "rejected"] {
+            let n = r.outcomes.get(outcome).copied().unwrap_or(0);
+            enc.sample(
+                "lookout_notifications_total",
+                "",
+                &[("receiver", name), ("outcome", outcome)],
+                n as f64,
+            );
+        }
+    }
+    enc.family(
+        "lookout_notification_duration_seconds",
+        "How long sending a notification to the receiver took.",
+        Kind::Histogram,
+    );
+    for (name, r) in receivers {
+        for (i, b) in crate::notify::stats::BUCKETS.iter().enumerate() {
+            let le = b.to_string();
+            enc.sample(
+                "lookout_notification_duration_seconds_bucket",
+                "",
+                &[("receiver", name), ("le", &le)],
+                r.duration_buckets.get(i).copied().unwrap_or(0) as f64,
+            );
+        }
+        enc.sample(
+            "lookout_notification_duration_seconds_bucket",
+            "",
+            &[("receiver", name), ("le", "+Inf")],
+            r.duration_count as f64,
+        );
+        enc.sample(
+            "lookout_notification_duration_seconds_sum",
+            "",
+            &[("receiver", name)],
+            r.duration_sum,
+        );
+        enc.sample(
+            "lookout_notification_duration_seconds_count",
+            "",
+            &[("receiver", name)],
+            r.duration_count as f64,
+        );
+    }
+    enc.family(
+        "lookout_notifications_pending",
+        "Notifications stored in the outbox and waiting for the receiver (not counting those a silence or an inhibition holds).",
+        Kind::Gauge,
+    );
+    for (name, r) in receivers {
+        enc.sample(
+            "lookout_notifications_pending",
+            "",
+            &[("receiver", name)],
+            r.pending.saturating_sub(r.held) as f64,
+        );
+    }
+    enc.family(
+        "lookout_notifications_silenced",
+        "Notifications held because a silence or an inhibition mutes their alert.",
+        Kind::Gauge,
+    );
+    for (name, r) in receivers {
+        enc.sample(
+            "lookout_notifications_silenced",
+            "",
+            &[("receiver", name)],
+            r.held as f64,
+        );
+    }
+    enc.family(
+        "lookout_notifications_dropped_total",
+        "Notifications that will never be sent, by receiver and reason (backlog_full, rejected, receiver_disabled, receiver_removed, silenced, store_error).",
+        Kind::Counter,
+    );
+    for (name, r) in receivers {
+        for reason in [
+            "backlog_full",
+            "rejected",
+            "receiver_disabled",
+            "receiver_removed",
+            "silenced",
+            "store_error",
+        ] {
+            enc.sample(
+                "lookout_notifications_dropped_total",
+                "",
+                &[("receiver", name), ("reason", reason)],
+                r.dropped.get(reason).copied().unwrap_or(0) as f64,
+            );
+        }
+    }
+    enc.family(
+        "lookout_receiver_up",
+        "Whether the receiver's last send succeeded (1; also before the first) or it failed or is disabled (0).",
+        Kind::Gauge,
+    );
+    for (name, r) in receivers {
+        enc.sample(
+            "lookout_receiver_up",
+            "",
+            &[("receiver", name), ("kind", r.kind)],
+            if r.up { 1.0 } else { 0.0 },
+        );
     }
 }
 

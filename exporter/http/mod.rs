@@ -7,6 +7,7 @@
 //! with its limits.
 
 pub mod serve;
+mod silences;
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -31,6 +32,11 @@ pub struct HttpState {
     pub reload: Option<reload::Handle>,
     /// Where the exposition is served.
     pub telemetry_path: String,
+    /// The notifier's silences and receivers; None when notifications do not run.
+    pub notify: Option<Arc<crate::notify::dispatch::Shared>>,
+    /// Whether the admin API (silences) may be changed from anywhere, not only loopback
+    /// (`--web.enable-lifecycle`, until lookout has authentication).
+    pub admin: bool,
 }
 
 /// The router over the narrow state; tests call it with `oneshot`.
@@ -51,6 +57,14 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules", get(rules))
+        .route(
+            "/api/v1/silences",
+            get(silences::list)
+                .post(silences::create)
+                .delete(silences::expire_query),
+        )
+        .route("/api/v1/silences/{id}", axum::routing::delete(silences::expire))
+        .route("/api/v1/receivers", get(receivers))
         .route("/-/reload", post(reload).put(reload))
         .fallback(not_found)
         .with_state(state)
@@ -256,11 +270,21 @@ struct AlertJson<'a> {
     value: Option<&'a str>,
     active_at: String,
     fired_at: Option<String>,
+    /// Whether a silence in effect matches it (it is then not notified).
     silenced: bool,
+    /// The ids of those silences.
+    silenced_by: Vec<String>,
+    /// Whether an inhibition rule mutes it.
+    inhibited: bool,
 }
 
 async fn alerts(State(s): State<HttpState>) -> Response {
     let latest = s.board.latest();
+    let now = crate::now_unix();
+    let muted = |labels: &std::collections::BTreeMap<String, String>| match &s.notify {
+        Some(n) => n.muted(labels, now),
+        None => (Vec::new(), false),
+    };
     let list: Vec<AlertJson> = latest
         .status
         .view
@@ -273,10 +297,25 @@ async fn alerts(State(s): State<HttpState>) -> Response {
             value: a.value.as_deref(),
             active_at: rfc3339_millis(a.active_at),
             fired_at: a.fired_at.map(rfc3339_millis),
-            silenced: false,
+            silenced_by: muted(&a.labels).0,
+            inhibited: muted(&a.labels).1,
+            silenced: !muted(&a.labels).0.is_empty(),
         })
         .collect();
     Json(serde_json::json!({ "alerts": list })).into_response()
+}
+
+/// `/api/v1/receivers`: each receiver's state and figures.
+async fn receivers(State(s): State<HttpState>) -> Response {
+    let now = crate::now_unix();
+    match &s.notify {
+        Some(n) => Json(serde_json::json!({
+            "receivers": n.stats.snapshot(),
+            "silencesActive": n.silences.active_count(now),
+        }))
+        .into_response(),
+        None => Json(serde_json::json!({ "receivers": {} })).into_response(),
+    }
 }
 
 /// One rule in `/api/v1/rules`.
@@ -484,12 +523,47 @@ async fn status_page(State(s): State<HttpState>) -> Html<String> {
         }
         h.push_str("</table>");
     }
+    if let Some(n) = &s.notify {
+        let now = crate::now_unix();
+        let stats = n.stats.snapshot();
+        let _ = write!(
+            h,
+            "<h2>Receivers</h2><p>Silences in effect: <b>{}</b>.</p>",
+            n.silences.active_count(now)
+        );
+        if stats.is_empty() {
+            h.push_str("<p>No receivers configured: alerts reach no one.</p>");
+        } else {
+            h.push_str("<table><tr><th>receiver</th><th>kind</th><th>state</th><th>last outcome</th><th>last attempt</th><th>pending</th><th>held (silenced)</th><th>dropped</th><th>last error</th></tr>");
+            for (name, r) in &stats {
+                let (class, word) = match (r.disabled, r.up) {
+                    (true, _) => ("bad", "disabled"),
+                    (false, true) => ("ok", "up"),
+                    (false, false) => ("bad", "failing"),
+                };
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(name),
+                    r.kind,
+                    esc(if r.last_outcome.is_empty() { "none yet" } else { &r.last_outcome }),
+                    r.last_attempt.map(rfc3339).unwrap_or_default(),
+                    r.pending,
+                    r.held,
+                    r.dropped.values().sum::<u64>(),
+                    esc(&r.last_error),
+                );
+            }
+            h.push_str("</table>");
+        }
+    }
     let path = esc(&s.telemetry_path);
     let _ = write!(
         h,
         "<h2>Endpoints</h2><ul><li><a href=\"{path}\">{path}</a> (Prometheus)</li>\
          <li><a href=\"/api/v1/containers\">/api/v1/containers</a> (JSON)</li>\
-         <li><a href=\"/api/v1/alerts\">/api/v1/alerts</a>, <a href=\"/api/v1/rules\">/api/v1/rules</a> (JSON)</li>\
+         <li><a href=\"/api/v1/alerts\">/api/v1/alerts</a>, <a href=\"/api/v1/rules\">/api/v1/rules</a>, \
+         <a href=\"/api/v1/silences\">/api/v1/silences</a>, <a href=\"/api/v1/receivers\">/api/v1/receivers</a> (JSON)</li>\
          <li><a href=\"/health\">/health</a> (liveness)</li><li><a href=\"/ready\">/ready</a> (readiness)</li></ul>",
     );
     h.push_str("</body></html>\n");
@@ -542,6 +616,8 @@ mod tests {
             board,
             reload,
             telemetry_path: "/metrics".into(),
+            notify: None,
+            admin: false,
         }
     }
 

@@ -127,9 +127,10 @@ pub async fn serve(
             () = &mut shutdown => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             (permit, accepted) = accepted => match (permit, accepted) {
-                (Ok(permit), Ok((stream, _peer))) => {
+                (Ok(permit), Ok((stream, peer))) => {
                     conns.spawn(connection(
                         stream,
+                        peer,
                         router.clone(),
                         http.clone(),
                         limits,
@@ -325,6 +326,7 @@ impl Shared {
 /// Serve one connection until it ends, its clock runs out, or the drain ends.
 async fn connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: Router,
     http: Arc<http1::Builder>,
     limits: Limits,
@@ -344,6 +346,7 @@ async fn connection(
     let service = ConnService {
         router,
         shared: shared.clone(),
+        peer,
     };
     let mut conn = pin!(http.serve_connection(io, service));
     let mut sleep = pin!(tokio::time::sleep_until(shared.lock().deadline()));
@@ -465,15 +468,21 @@ impl AsyncWrite for Watched {
 struct ConnService {
     router: Router,
     shared: Arc<Shared>,
+    peer: std::net::SocketAddr,
 }
+
+/// The client's address, in each request's extensions (the admin API trusts loopback).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Response = Response<WatchedBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         self.shared.step(Event::HeadParsed);
+        req.extensions_mut().insert(Peer(self.peer));
         let mut router = self.router.clone();
         let shared = self.shared.clone();
         Box::pin(async move {

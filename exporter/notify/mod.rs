@@ -10,7 +10,14 @@
 //! - [`reason`]: why a container died (exit code and its meaning, OOM, restarts, run time,
 //!   image) and its last log lines, gathered at the moment of the transition.
 
+pub mod cli;
+pub mod dispatch;
 pub mod matcher;
+pub mod outbox;
+pub mod route;
+pub mod sender;
+pub mod silence;
+pub mod stats;
 pub mod reason;
 
 use std::collections::BTreeMap;
@@ -247,4 +254,39 @@ mod tests {
         assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_796_048_630.5), "2026-11-30T14:23:50.500Z");
     }
+}
+
+/// FNV-1a over byte strings, each followed by 0xff: stable across runs and builds (unlike
+/// std's hasher), for fingerprints and ids.
+pub fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.iter().chain(std::iter::once(&0xffu8)) {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// An alert instance's fingerprint: a hash of its labels, as 16 hex digits.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(labels.len() * 2);
+    for (k, v) in labels {
+        parts.push(k.as_bytes());
+        parts.push(v.as_bytes());
+    }
+    format!("{:016x}", fnv(&parts))
+}
+
+/// The notifier of a configured receiver.
+pub fn build(r: &crate::config::receivers::Receiver) -> Result<std::sync::Arc<dyn Notifier>, String> {
+    use crate::config::receivers::ReceiverKind;
+    use std::sync::Arc;
+    Ok(match &r.kind {
+        ReceiverKind::Discord(c) => Arc::new(discord::DiscordNotifier::new(c, Duration::from_secs(15))),
+        ReceiverKind::Email(c) => Arc::new(email::EmailNotifier::new(c)?),
+        ReceiverKind::Alertmanager(c) => Arc::new(alertmanager::AlertmanagerNotifier::new(c)),
+        ReceiverKind::Webhook(c) => Arc::new(webhook::WebhookNotifier::new(c, &r.name)),
+    })
 }
