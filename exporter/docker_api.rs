@@ -106,7 +106,20 @@ pub trait DockerApi: Send + Sync + 'static {
     async fn stats_once(&self, id: &str) -> Result<Option<ContainerStats>, DockerError>;
     /// Follow a container's stdout and stderr from `since` (unix s).
     fn logs(&self, id: &str, since: i64) -> BoxStream<Result<LogChunk, DockerError>>;
+    /// The container's last `lines` log lines (stdout and stderr, in the order written), for a
+    /// notification: at most `max_bytes` of the daemon's answer are read, escape sequences and
+    /// control characters are removed, blank lines skipped, and each line is cut at
+    /// [`TAIL_LINE_MAX`] characters. Empty when the container no longer exists.
+    async fn logs_tail(
+        &self,
+        id: &str,
+        lines: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<String>, DockerError>;
 }
+
+/// The most characters [`DockerApi::logs_tail`] keeps of one line (`…` marks a cut).
+pub const TAIL_LINE_MAX: usize = 2000;
 
 /// The real daemon, through bollard (logs through `log_stream`, whose memory is bounded).
 pub struct BollardDocker {
@@ -128,10 +141,19 @@ impl BollardDocker {
     /// that a value a newer daemon sends (a new state, a new health status) is kept as text
     /// instead of failing the whole answer.
     async fn get_json(&self, path: &str, max: usize) -> Result<bytes::Bytes, DockerError> {
+        self.get_with(path, |r| r.bytes(max)).await
+    }
+
+    /// `GET path` at the negotiated API version, its response read by `read`; within 30 s.
+    async fn get_with<T, F, Fut>(&self, path: &str, read: F) -> Result<T, DockerError>
+    where
+        F: FnOnce(log_stream::Response) -> Fut,
+        Fut: std::future::Future<Output = Result<T, log_stream::HttpError>>,
+    {
         let client = self.client().await?;
         let v = client.client_version();
         let full = format!("/v{}.{}{path}", v.major_version, v.minor_version);
-        let fetch = async { log_stream::get(&self.host, &full).await?.bytes(max).await };
+        let fetch = async { read(log_stream::get(&self.host, &full).await?).await };
         match tokio::time::timeout(std::time::Duration::from_secs(30), fetch).await {
             Err(_) => {
                 *self.client.lock().unwrap() = None;
@@ -386,6 +408,122 @@ impl DockerApi for BollardDocker {
             Ok(resp.chunks(format).map(move |r| r.map_err(&http_err)))
         });
         Box::pin(stream)
+    }
+
+    /// One bounded read of `GET /containers/{id}/logs?tail=N`. Timestamps are asked for so
+    /// that the decoder removes exactly Docker's (a line that starts with a time of its own
+    /// keeps it) and a TTY's long lines come back whole.
+    async fn logs_tail(
+        &self,
+        id: &str,
+        lines: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<String>, DockerError> {
+        if lines == 0 || max_bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let path = format!(
+            "/containers/{}/logs?stdout=1&stderr=1&timestamps=1&tail={lines}",
+            log_stream::escape(id)
+        );
+        let read = self
+            .get_with(&path, |r| async move {
+                let content_type = r.content_type.clone();
+                let (body, cut) = r.prefix(max_bytes).await?;
+                Ok((content_type, body, cut))
+            })
+            .await;
+        match read {
+            Ok((content_type, body, cut)) => {
+                let format = log_stream::sniff_format(content_type.as_deref(), &body);
+                Ok(tail_lines(format, body, cut, lines))
+            }
+            Err(DockerError::NotFound) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The last `keep` lines of a logs body (see [`DockerApi::logs_tail`]). stdout and stderr are
+/// gathered into lines apart (a frame may hold part of a line) and listed in the order their
+/// lines ended. `cut`: the body was cut at the byte cap, so what it ends with is incomplete: a
+/// frame's text is kept with `…`, a frame header or timestamp cut short is dropped.
+fn tail_lines(
+    format: log_stream::Format,
+    mut body: bytes::Bytes,
+    cut: bool,
+    keep: usize,
+) -> Vec<String> {
+    use std::collections::VecDeque;
+    let mut out: VecDeque<String> = VecDeque::new();
+    let mut push = |text: &[u8], more: bool| {
+        if let Some(mut line) = clean_line(text) {
+            if more && !line.ends_with('…') {
+                line.push('…');
+            }
+            out.push_back(line);
+            if out.len() > keep {
+                out.pop_front();
+            }
+        }
+    };
+    // Each stream's line so far, and the order the two were started in.
+    let mut open: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut started: Vec<usize> = Vec::with_capacity(2);
+    let mut take = |c: LogChunk, push: &mut dyn FnMut(&[u8], bool)| {
+        let i = match c.stream {
+            LogStream::Stdout => 0,
+            LogStream::Stderr => 1,
+        };
+        let mut rest = &c.bytes[..];
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            if open[i].is_empty() {
+                push(&rest[..nl], false);
+            } else {
+                open[i].extend_from_slice(&rest[..nl]);
+                push(&std::mem::take(&mut open[i]), false);
+            }
+            started.retain(|&s| s != i);
+            rest = &rest[nl + 1..];
+        }
+        if !rest.is_empty() {
+            if open[i].is_empty() {
+                started.push(i);
+            }
+            open[i].extend_from_slice(rest);
+        }
+    };
+    let mut decoder = log_stream::LogDecoder::new(format);
+    while let Some(c) = decoder.next(&mut body) {
+        take(c, &mut push);
+    }
+    if !cut {
+        if let Some(c) = decoder.finish() {
+            take(c, &mut push);
+        }
+    }
+    for i in std::mem::take(&mut started) {
+        push(&open[i], cut);
+    }
+    out.into()
+}
+
+/// One log line as a notification shows it: lossy UTF-8; after a carriage return only what
+/// overwrote the line (a progress bar's last state); escape sequences and control characters
+/// removed; trailing white space trimmed; at most [`TAIL_LINE_MAX`] characters. None for a
+/// blank line.
+fn clean_line(text: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(text);
+    let text = text.trim_end_matches('\r');
+    let last = text.rsplit('\r').next().unwrap_or("");
+    let line = crate::notify::reason::strip_ansi(last);
+    let line = line.trim_end();
+    if line.trim_start().is_empty() {
+        return None;
+    }
+    match line.char_indices().nth(TAIL_LINE_MAX - 1) {
+        Some((at, _)) if line[at..].chars().nth(1).is_some() => Some(format!("{}…", &line[..at])),
+        _ => Some(line.to_string()),
     }
 }
 
@@ -819,6 +957,125 @@ mod tests {
             .unwrap();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].state, "stopping");
+    }
+
+    /// A multiplexed frame of one message with Docker's timestamp.
+    fn frame(stream: u8, text: &str) -> Vec<u8> {
+        let payload = format!("2024-02-29T12:00:00.123456789Z {text}");
+        let mut f = vec![stream, 0, 0, 0];
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(payload.as_bytes());
+        f
+    }
+
+    fn tail(body: &[u8], cut: bool, keep: usize) -> Vec<String> {
+        let format = log_stream::sniff_format(None, body);
+        tail_lines(format, bytes::Bytes::copy_from_slice(body), cut, keep)
+    }
+
+    #[test]
+    fn tail_of_a_multiplexed_body() {
+        let mut body = Vec::new();
+        for (s, t) in [
+            (1, "one\n"),
+            (2, "\u{1b}[31mtwo in red\u{1b}[0m\n"),
+            (1, "  \n"),
+            (1, "three "),
+            (2, "four\r\n"),
+            (1, "and a half\n"),
+            (1, "50%\r100%\n"),
+            (1, "2024-01-01T00:00:00Z the app's own time\n"),
+            (0, "stdin is dropped\n"),
+        ] {
+            body.extend(frame(s, t));
+        }
+        assert_eq!(
+            log_stream::sniff_format(None, &body),
+            log_stream::Format::Multiplexed
+        );
+        assert_eq!(
+            tail(&body, false, 10),
+            [
+                "one",
+                "two in red",
+                "four",
+                "three and a half",
+                "100%",
+                "2024-01-01T00:00:00Z the app's own time",
+            ]
+        );
+        assert_eq!(
+            tail(&body, false, 2),
+            ["100%", "2024-01-01T00:00:00Z the app's own time"]
+        );
+        // Without timestamps (a daemon that ignored the parameter) the text is the same.
+        let mut plain = vec![1, 0, 0, 0, 0, 0, 0, 4];
+        plain.extend_from_slice(b"bye\n");
+        assert_eq!(tail(&plain, false, 5), ["bye"]);
+        // The Content-Type names the format when the daemon sends it.
+        assert_eq!(
+            log_stream::sniff_format(Some("application/vnd.docker.multiplexed-stream"), b"x"),
+            log_stream::Format::Multiplexed
+        );
+        assert_eq!(tail(b"", false, 5), Vec::<String>::new());
+    }
+
+    #[test]
+    fn tail_of_a_tty_body() {
+        let body = "2024-02-29T12:00:00.1Z \u{1b}[1;32mready\u{1b}[0m\r\n\
+                    2024-02-29T12:00:01.1Z \u{1b}]0;title\u{7}working\tnow\r\n\
+                    2024-02-29T12:00:02.1Z bell\u{7} and NUL\u{0}\r\n\
+                    2024-02-29T12:00:03.1Z no newline at the end";
+        assert_eq!(
+            log_stream::sniff_format(Some("application/vnd.docker.raw-stream"), body.as_bytes()),
+            log_stream::Format::Raw
+        );
+        assert_eq!(
+            tail(body.as_bytes(), false, 3),
+            ["working\tnow", "bell and NUL", "no newline at the end"]
+        );
+        // Invalid UTF-8 is replaced, not an error.
+        assert_eq!(
+            tail(b"2024-02-29T12:00:00.1Z caf\xe9\n", false, 3),
+            ["caf\u{fffd}"]
+        );
+    }
+
+    #[test]
+    fn tail_lines_are_capped() {
+        let long = "x".repeat(TAIL_LINE_MAX + 10);
+        let exact = "y".repeat(TAIL_LINE_MAX);
+        let wide = "é".repeat(TAIL_LINE_MAX * 2);
+        let mut body = frame(1, &format!("{long}\n"));
+        body.extend(frame(1, &format!("{exact}\n")));
+        body.extend(frame(2, &format!("{wide}\n")));
+        let got = tail(&body, false, 5);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].chars().count(), TAIL_LINE_MAX);
+        assert!(got[0].ends_with("x…"));
+        assert_eq!(got[1], exact);
+        assert_eq!(got[2].chars().count(), TAIL_LINE_MAX);
+        assert!(got[2].ends_with("é…"));
+    }
+
+    #[test]
+    fn tail_of_a_body_cut_at_the_byte_cap() {
+        let mut body = frame(1, "first\n");
+        body.extend(frame(2, "second\n"));
+        let whole = body.len();
+        body.extend(frame(1, "third, which is long\n"));
+        // Cut inside the third frame's text: what arrived is kept, marked as cut.
+        let at = whole + 8 + 31 + 5;
+        assert_eq!(tail(&body[..at], true, 5), ["first", "second", "third…"]);
+        // Cut inside its header or its timestamp: nothing of it.
+        assert_eq!(tail(&body[..whole + 5], true, 5), ["first", "second"]);
+        assert_eq!(tail(&body[..whole + 8 + 10], true, 5), ["first", "second"]);
+        // Cut at a frame's end: nothing is incomplete.
+        assert_eq!(tail(&body[..whole], true, 5), ["first", "second"]);
+        // A TTY line cut short.
+        let raw = b"2024-02-29T12:00:00.1Z one\r\n2024-02-29T12:00:01.1Z two and";
+        assert_eq!(tail(raw, true, 5), ["one", "two and…"]);
+        assert_eq!(tail(&raw[..40], true, 5), ["one"]);
     }
 
     #[test]

@@ -150,3 +150,18 @@ async fn one_container_that_fails_to_inspect_costs_only_itself() {
     token.cancel();
     let _ = watcher.await;
 }
+
+#[tokio::test]
+async fn the_fake_answers_the_last_log_lines_it_was_given() {
+    use lookout::docker_api::DockerApi;
+    let fake = FakeDocker::new();
+    fake.set_logs("c1", &["one", "two", "three"]);
+    assert_eq!(
+        fake.logs_tail("c1", 2, 1024).await.unwrap(),
+        ["two", "three"]
+    );
+    assert_eq!(fake.logs_tail("c1", 9, 1024).await.unwrap().len(), 3);
+    assert!(fake.logs_tail("gone", 5, 1024).await.unwrap().is_empty());
+    fake.set_up(false);
+    assert!(fake.logs_tail("c1", 2, 1024).await.is_err());
+}

@@ -207,6 +207,20 @@ impl Response {
         Ok(out.freeze())
     }
 
+    /// At most the body's first `max` bytes: reading stops there, whatever follows. The flag
+    /// says whether `max` was reached (the body may have been longer).
+    pub async fn prefix(mut self, max: usize) -> Result<(Bytes, bool), HttpError> {
+        let mut out = BytesMut::new();
+        while out.len() < max {
+            let Some(b) = self.body.next().await? else {
+                return Ok((out.freeze(), false));
+            };
+            let take = b.len().min(max - out.len());
+            out.extend_from_slice(&b[..take]);
+        }
+        Ok((out.freeze(), true))
+    }
+
     /// The body as log chunks, in the given format.
     pub fn chunks(self, format: Format) -> impl Stream<Item = Result<LogChunk, HttpError>> + Send {
         let reader = Reader {
@@ -666,6 +680,21 @@ impl LogDecoder {
             time_nano: None,
             bytes,
         })
+    }
+}
+
+/// The format of a logs body that is already read: as its `Content-Type` says when that names
+/// the multiplexed stream (API 1.42 and later), else by its first bytes. Before 1.42 the daemon
+/// calls every logs body a raw stream, so that name proves nothing; a multiplexed body starts
+/// with a frame header (stream 0, 1 or 2, then three zero bytes), which a TTY's text never does
+/// (and with `timestamps=1` a raw body starts with a digit).
+pub fn sniff_format(content_type: Option<&str>, body: &[u8]) -> Format {
+    if content_type.is_some_and(|t| t.contains("multiplexed-stream")) {
+        return Format::Multiplexed;
+    }
+    match body {
+        [0..=2, 0, 0, 0, ..] => Format::Multiplexed,
+        _ => Format::Raw,
     }
 }
 

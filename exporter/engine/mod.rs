@@ -71,6 +71,9 @@ pub struct Alert {
     pub severity: &'static str,
     /// The receivers the rule names.
     pub notify: Vec<String>,
+    /// How many of the container's last log lines its notifications carry (the rule's
+    /// `context: {logs: N}`; 0: none).
+    pub context_logs: usize,
 }
 
 /// A transition and the alert it happened to, as the notification and action issues get it.
@@ -96,6 +99,8 @@ pub struct RuleStatus {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub notify: Vec<String>,
+    /// `context: {logs: N}`; 0 without.
+    pub context_logs: usize,
     /// `ok`, `err`, or `unknown` before its first evaluation.
     pub health: &'static str,
     pub last_error: String,
@@ -255,6 +260,7 @@ impl Slot {
                 .map(|(k, src, _)| (k.clone(), src.clone()))
                 .collect(),
             notify: r.notify.clone(),
+            context_logs: r.context_logs,
             health: match (&self.health.last_evaluation, &self.health.last_error) {
                 (None, _) => "unknown",
                 (_, Some(_)) => "err",
@@ -294,6 +300,7 @@ fn alert_of(r: &Rule, a: &Active, phase: &Phase) -> Alert {
         alertname: r.alert.clone(),
         severity: r.severity.as_str(),
         notify: r.notify.clone(),
+        context_logs: r.context_logs,
     }
 }
 

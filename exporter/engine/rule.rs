@@ -19,6 +19,7 @@
 //!         annotations:
 //!           summary: "{{ name }} uses {{ cpu_percent | round(1) }}% CPU"
 //!         notify: [ops-discord]       # receiver names
+//!         context: {logs: 20}         # container scope: attach its last 20 log lines
 //! ```
 //!
 //! The text is read into a YAML value first and each group and rule is then deserialized on its
@@ -140,7 +141,13 @@ pub struct Rule {
     pub annotations: Vec<(String, String, Template)>,
     /// Receiver names.
     pub notify: Vec<String>,
+    /// `context: {logs: N}`: how many of the container's last log lines a notification
+    /// carries (0: none). Only container rules have it.
+    pub context_logs: usize,
 }
+
+/// The most log lines `context: {logs: N}` may ask for.
+pub const CONTEXT_LOGS_MAX: usize = 1000;
 
 impl Rule {
     /// What makes two rules "the same rule" across a reload or a restart: an unchanged rule
@@ -188,7 +195,6 @@ pub fn load(sources: &[Source]) -> Result<Loaded, RuleError> {
     for s in sources {
         v.file(&s.name, &s.text);
     }
-    v.receiver_warnings();
     if v.errors.is_empty() {
         Ok(Loaded {
             rules: v.rules,
@@ -368,6 +374,14 @@ struct RawRule {
     labels: Option<BTreeMap<String, String>>,
     annotations: Option<BTreeMap<String, String>>,
     notify: Option<Vec<String>>,
+    context: Option<RawContext>,
+}
+
+/// `context:` what a notification carries besides the alert.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContext {
+    logs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -389,6 +403,7 @@ const RULE_FIELDS: &[&str] = &[
     "labels",
     "annotations",
     "notify",
+    "context",
 ];
 
 #[derive(Default)]
@@ -398,22 +413,6 @@ struct Validator {
     warnings: Vec<Located>,
     file: String,
     locs: Locations,
-    /// Each receiver name `notify` uses: where first, and by how many rules.
-    receivers: BTreeMap<String, (Located, usize)>,
-}
-
-impl Validator {
-    /// One warning per receiver name, at its first use: nothing delivers them yet.
-    fn receiver_warnings(&mut self) {
-        for (name, (mut at, n)) in std::mem::take(&mut self.receivers) {
-            at.message = format!(
-                "notify: receiver `{name}` (used by {n} rule{}) is not delivered yet: lookout has \
-                 no notifiers until the notifications feature arrives",
-                if n == 1 { "" } else { "s" }
-            );
-            self.warnings.push(at);
-        }
-    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -601,6 +600,12 @@ impl Validator {
                     serde_yaml::from_value::<BTreeMap<String, String>>(v.clone()).map(drop)
                 }
                 "notify" => serde_yaml::from_value::<Vec<String>>(v.clone()).map(drop),
+                "context" => {
+                    if !self.context(&path, v) {
+                        ok = false;
+                    }
+                    continue;
+                }
                 k if RULE_FIELDS.contains(&k) => {
                     serde_yaml::from_value::<String>(v.clone()).map(drop)
                 }
@@ -639,6 +644,52 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// Type-check `context:` key by key, so each problem points at its own key or value.
+    fn context(&mut self, path: &str, v: &Yaml) -> bool {
+        let map = match v {
+            Yaml::Null => return true,
+            Yaml::Mapping(m) => m,
+            _ => {
+                self.at(
+                    path,
+                    format!("{path}: expected a mapping such as {{logs: 20}}"),
+                );
+                return false;
+            }
+        };
+        let mut ok = true;
+        for (k, v) in map {
+            match k.as_str() {
+                Some("logs") => {
+                    let lp = join(path, "logs");
+                    if let Err(e) = serde_yaml::from_value::<u64>(v.clone()) {
+                        let msg = yamlloc::strip_serde_location(&e.to_string());
+                        self.at(
+                            &lp,
+                            format!(
+                                "{lp}: expected a number of lines, 0 to {CONTEXT_LOGS_MAX} ({msg})"
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                Some(other) => {
+                    let kp = join(path, other);
+                    self.at_key(
+                        &kp,
+                        format!("{kp}: unknown field `{other}`, expected `logs`"),
+                    );
+                    ok = false;
+                }
+                None => {
+                    self.at(path, format!("{path}: keys must be strings"));
+                    ok = false;
+                }
+            }
+        }
+        ok
     }
 
     fn duration(&mut self, path: &str, s: Option<&str>) -> f64 {
@@ -766,14 +817,25 @@ impl Validator {
                 }
             }
         }
-        for (i, n) in notify.iter().enumerate() {
-            let at = Located {
-                file: self.file.clone(),
-                pos: self.locs.value(&join_index(&p("notify"), i)),
-                message: String::new(),
-            };
-            let e = self.receivers.entry(n.clone()).or_insert((at, 0));
-            e.1 += 1;
+        let mut context_logs = 0;
+        if let Some(n) = raw.context.and_then(|c| c.logs) {
+            let lp = p("context.logs");
+            if scope != Scope::Container {
+                self.at(
+                    &lp,
+                    format!(
+                        "{lp}: log lines exist only for containers; this rule's scope is {}",
+                        scope.as_str()
+                    ),
+                );
+            } else if n > CONTEXT_LOGS_MAX as u64 {
+                self.at(
+                    &lp,
+                    format!("{lp}: at most {CONTEXT_LOGS_MAX} log lines; got {n}"),
+                );
+            } else {
+                context_logs = n as usize;
+            }
         }
         if self.errors.len() != before {
             return None;
@@ -795,6 +857,7 @@ impl Validator {
             labels,
             annotations,
             notify,
+            context_logs,
         })
     }
 }
@@ -836,6 +899,7 @@ mod tests {
         annotations:
           summary: "{{ name }} uses {{ cpu_percent | round(1) }}% CPU"
         notify: [ops-discord, mail]
+        context: {logs: 20}
       - alert: DiskFull
         scope: filesystem
         expr: used_percent > 80
@@ -858,18 +922,57 @@ mod tests {
         assert_eq!(r.matcher.labels.len(), 1);
         assert_eq!(l.rules[1].severity, Severity::Warning);
         assert_eq!(l.rules[1].timing.for_secs, 0.0);
-        // notify names are warnings, not errors: one per receiver, at its first use.
-        let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
-        assert_eq!(
-            w,
-            [
-                "r.yml:17:31: notify: receiver `mail` (used by 1 rule) is not delivered yet: \
-                 lookout has no notifiers until the notifications feature arrives",
-                "r.yml:17:18: notify: receiver `ops-discord` (used by 1 rule) is not delivered \
-                 yet: lookout has no notifiers until the notifications feature arrives"
-            ]
-        );
+        assert_eq!(r.context_logs, 20);
+        assert_eq!(l.rules[1].context_logs, 0);
+        // Receiver names are the receivers' config's business, not the rules' loader's.
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
         assert_eq!(l.receivers(), vec!["mail", "ops-discord"]);
+    }
+
+    #[test]
+    fn context_logs_is_for_containers_and_bounded() {
+        let rule = |scope: &str, expr: &str, context: &str| {
+            format!(
+                "groups:\n  - name: g\n    rules:\n      - alert: A\n        scope: {scope}\n        \
+                 expr: {expr}\n        context: {context}\n"
+            )
+        };
+        let l = load_one(&rule("container", "restart_count > 1", "{logs: 1000}")).unwrap();
+        assert_eq!(l.rules[0].context_logs, 1000);
+        let l = load_one(&rule("container", "restart_count > 1", "{}")).unwrap();
+        assert_eq!(l.rules[0].context_logs, 0);
+        let cases = [
+            (
+                rule("host", "load1 > 1", "{logs: 20}"),
+                "r.yml:7:25: groups[0].rules[0].context.logs: log lines exist only for \
+                 containers; this rule's scope is host",
+            ),
+            (
+                rule("container", "restart_count > 1", "{logs: 1001}"),
+                "r.yml:7:25: groups[0].rules[0].context.logs: at most 1000 log lines; got 1001",
+            ),
+            (
+                rule("container", "restart_count > 1", "{logs: -1}"),
+                "r.yml:7:25: groups[0].rules[0].context.logs: expected a number of lines, 0 to 1000",
+            ),
+            (
+                rule("container", "restart_count > 1", "{logs: twenty}"),
+                "r.yml:7:25: groups[0].rules[0].context.logs: expected a number of lines",
+            ),
+            (
+                rule("container", "restart_count > 1", "{logs: 5, env: true}"),
+                "r.yml:7:28: groups[0].rules[0].context.env: unknown field `env`, expected `logs`",
+            ),
+            (
+                rule("container", "restart_count > 1", "20"),
+                "r.yml:7:18: groups[0].rules[0].context: expected a mapping such as {logs: 20}",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = errors(&text);
+            assert_eq!(e.len(), 1, "{}", e.join("\n"));
+            assert!(e[0].starts_with(want), "{}\nwanted {want}", e[0]);
+        }
     }
 
     #[test]

@@ -154,6 +154,7 @@ mod tests {
                 alertname: format!("A{n}"),
                 severity: "warning",
                 notify: vec![],
+                context_logs: 0,
             },
         })
     }

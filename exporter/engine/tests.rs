@@ -15,6 +15,7 @@ const RULES: &str = r#"groups:
         annotations:
           summary: "{{ name }} at {{ cpu_percent | round(0) }}%"
         notify: [discord]
+        context: {logs: 20}
       - alert: Down
         scope: container
         expr: state == "exited" && exit_code != 0
@@ -107,12 +108,15 @@ fn fires_after_for_and_resolves() {
     // The container's identity labels, as its series carry them: `id` is the cgroup path.
     assert_eq!(a.labels["id"], "/docker/web-id");
     assert_eq!(a.notify, ["discord"]);
+    assert_eq!(a.context_logs, 20);
 
     let v = e.view();
     assert_eq!(v.alerts.len(), 1);
     assert_eq!(v.alerts[0].state, "firing");
     assert_eq!(v.rules[0].active, 1);
     assert_eq!(v.rules[0].health, "ok");
+    assert_eq!(v.rules[0].context_logs, 20);
+    assert_eq!(v.rules[1].context_logs, 0);
 
     let ev = e.evaluate_targets(vec![running("web", 20.0)], C, 140.0);
     assert_eq!(names(&ev), ["HighCpu:web:resolved"]);

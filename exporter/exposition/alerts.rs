@@ -104,6 +104,7 @@ mod tests {
                 alertname: "ContainerDown".into(),
                 severity: "critical",
                 notify: vec![],
+                context_logs: 0,
             }],
             rules: vec![RuleStatus {
                 group: "g".into(),
@@ -118,6 +119,7 @@ mod tests {
                 labels: BTreeMap::new(),
                 annotations: BTreeMap::new(),
                 notify: vec![],
+                context_logs: 0,
                 health: "ok",
                 last_error: String::new(),
                 last_evaluation: Some(1.0),

@@ -332,11 +332,20 @@ struct RuleJson<'a> {
     labels: &'a std::collections::BTreeMap<String, String>,
     annotations: &'a std::collections::BTreeMap<String, String>,
     notify: &'a [String],
+    /// `{logs: N}` for a rule with `context:`; absent without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<ContextJson>,
     health: &'static str,
     last_error: &'a str,
     last_evaluation: Option<String>,
     evaluation_failures: u64,
     active_alerts: usize,
+}
+
+/// A rule's `context:` in `/api/v1/rules`.
+#[derive(Serialize)]
+struct ContextJson {
+    logs: usize,
 }
 
 /// A rule group in `/api/v1/rules`.
@@ -362,6 +371,9 @@ async fn rules(State(s): State<HttpState>) -> Response {
             labels: &r.labels,
             annotations: &r.annotations,
             notify: &r.notify,
+            context: (r.context_logs > 0).then_some(ContextJson {
+                logs: r.context_logs,
+            }),
             health: r.health,
             last_error: &r.last_error,
             last_evaluation: r.last_evaluation.map(rfc3339),
@@ -734,6 +746,33 @@ mod tests {
         assert_eq!(labels["com.docker.compose.project"], "shop");
         assert!(!body.contains("apr1"), "{body}");
         assert_eq!(labels.as_object().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn rules_show_their_context_only_when_they_have_one() {
+        use crate::engine::{rule, Engine};
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: Down\n        \
+                    scope: container\n        expr: exit_code != 0\n        \
+                    context: {logs: 20}\n      - alert: Load\n        scope: host\n        \
+                    expr: load1 > 9\n";
+        let loaded = rule::load(&[rule::Source {
+            name: "r.yml".into(),
+            text: text.into(),
+        }])
+        .unwrap();
+        let engine = Engine::new(loaded.rules, "box", crate::state_dir::StateDir::none());
+        let status = crate::exposition::Status {
+            view: Arc::new(engine.view()),
+            ..Default::default()
+        };
+        let board = Board::new(Duration::from_secs(10), Arc::default());
+        board.publish_cycle(Published::new(snapshot(), Arc::new(status), 0));
+        let (status, body) = call(&state(board, None), "GET", "/api/v1/rules", &[]).await;
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rules = &v["groups"][0]["rules"];
+        assert_eq!(rules[0]["context"], serde_json::json!({"logs": 20}));
+        assert!(rules[1].get("context").is_none(), "{body}");
     }
 
     #[tokio::test]

@@ -30,6 +30,8 @@ struct Inner {
     since: Vec<Option<i64>>,
     info_calls: u32,
     inspect_calls: BTreeMap<String, u32>,
+    /// Each container's log lines, oldest first, for `logs_tail`.
+    logs: BTreeMap<String, Vec<String>>,
 }
 
 /// The fake daemon. It starts up (reachable) with no containers.
@@ -77,6 +79,14 @@ impl FakeDocker {
         } else {
             i.failing.remove(id);
         }
+    }
+
+    /// Set a container's log lines (oldest first); `logs_tail` answers the last of them.
+    pub fn set_logs(&self, id: &str, lines: &[&str]) {
+        self.inner.lock().unwrap().logs.insert(
+            id.to_string(),
+            lines.iter().map(|l| l.to_string()).collect(),
+        );
     }
 
     /// Take the daemon down (every call fails, open event streams end) or bring it back.
@@ -205,6 +215,21 @@ impl DockerApi for FakeDocker {
 
     fn logs(&self, _id: &str, _since: i64) -> BoxStream<Result<LogChunk, DockerError>> {
         futures_util::stream::empty().boxed()
+    }
+
+    /// The last `lines` of what `set_logs` gave (none for an unknown container).
+    async fn logs_tail(
+        &self,
+        id: &str,
+        lines: usize,
+        _max_bytes: usize,
+    ) -> Result<Vec<String>, DockerError> {
+        let i = self.inner.lock().unwrap();
+        if !i.up {
+            return Err(unreachable());
+        }
+        let all = i.logs.get(id).map(Vec::as_slice).unwrap_or_default();
+        Ok(all[all.len().saturating_sub(lines)..].to_vec())
     }
 }
 

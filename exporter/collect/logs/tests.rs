@@ -215,6 +215,14 @@ impl DockerApi for Fake {
             rx.recv().await.map(|x| (x, rx))
         }))
     }
+    async fn logs_tail(
+        &self,
+        _id: &str,
+        _lines: usize,
+        _max_bytes: usize,
+    ) -> Result<Vec<String>, DockerError> {
+        Ok(Vec::new())
+    }
 }
 
 fn container(id: &str, name: &str, label: Option<&str>, started_at: f64) -> ContainerInfo {

@@ -330,6 +330,30 @@ async fn reads_a_chunked_multiplexed_response() {
 }
 
 #[tokio::test]
+async fn a_prefix_stops_reading_at_its_cap() {
+    // A body that never ends (no length, the connection kept open): only the cap ends the read.
+    let (client, mut server) = tokio::io::duplex(4096);
+    tokio::spawn(async move {
+        let _ = server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        loop {
+            if server.write_all(&[b'x'; 1000]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let resp = read_response(Box::new(client)).await.unwrap();
+    let (b, cut) = tokio::time::timeout(std::time::Duration::from_secs(10), resp.prefix(2500))
+        .await
+        .expect("the read stops at the cap")
+        .unwrap();
+    assert_eq!((b.len(), cut), (2500, true));
+    // A shorter body is all there.
+    let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec();
+    let (b, cut) = respond(wire).await.unwrap().prefix(100).await.unwrap();
+    assert_eq!((&b[..], cut), (&b"hello"[..], false));
+}
+
+#[tokio::test]
 async fn errors_carry_the_daemons_message() {
     let body = r#"{"message":"No such container: nope"}"#;
     let wire = format!(
