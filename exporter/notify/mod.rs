@@ -11,14 +11,15 @@
 //!   image) and its last log lines, gathered at the moment of the transition.
 
 pub mod cli;
+pub mod discord;
 pub mod dispatch;
 pub mod matcher;
 pub mod outbox;
+pub mod reason;
 pub mod route;
 pub mod sender;
 pub mod silence;
 pub mod stats;
-pub mod reason;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
