@@ -10,7 +10,9 @@
 //! - [`reason`]: why a container died (exit code and its meaning, OOM, restarts, run time,
 //!   image) and its last log lines, gathered at the moment of the transition.
 
+pub mod alertmanager;
 pub mod reason;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
