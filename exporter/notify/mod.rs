@@ -10,6 +10,7 @@
 //! - [`reason`]: why a container died (exit code and its meaning, OOM, restarts, run time,
 //!   image) and its last log lines, gathered at the moment of the transition.
 
+pub mod alertmanager;
 pub mod cli;
 pub mod discord;
 pub mod dispatch;
@@ -20,6 +21,7 @@ pub mod route;
 pub mod sender;
 pub mod silence;
 pub mod stats;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,9 @@
 //! themselves, a lookout server on a free loopback port, and a tiny HTTP client.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod discord;
+pub mod http_sink;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
