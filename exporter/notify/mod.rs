@@ -10,6 +10,7 @@
 //! - [`reason`]: why a container died (exit code and its meaning, OOM, restarts, run time,
 //!   image) and its last log lines, gathered at the moment of the transition.
 
+pub mod email;
 pub mod reason;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! themselves, a lookout server on a free loopback port, and a tiny HTTP client.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
