@@ -5,6 +5,7 @@
 pub mod alertmanager;
 pub mod discord;
 pub mod http_sink;
+pub mod smtp;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
