@@ -293,6 +293,8 @@ fn serve_and_measure(published: Published, rss_kb: u64, hwm_kb: u64) {
         board,
         reload: None,
         telemetry_path: "/metrics".into(),
+        notify: None,
+        admin: false,
     };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -142,6 +142,14 @@ pub async fn run(
     for w in &loaded.warnings {
         tracing::warn!(warning = %w, "rules");
     }
+    match notify::cli::validate(&config, &loaded) {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!(warning = %w, "receivers");
+            }
+        }
+        Err(e) => anyhow::bail!("invalid receivers:\n{e}"),
+    }
     tracing::info!(rules = loaded.rules.len(), files = ?loaded.files, "rules loaded");
     let state = StateDir::resolve(config.state_dir.as_deref());
     let hostname = host::hostname(&config.paths.procfs);

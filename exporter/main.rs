@@ -203,6 +203,62 @@ enum Command {
     },
     /// Diagnose the environment (Docker socket, API version, cgroups, /proc and /sys) and print fixes.
     Doctor,
+    /// Manage the silences of a running lookout (amtool's idiom): add, list, expire.
+    Silence {
+        /// The running lookout's URL.
+        #[arg(
+            long = "url",
+            env = "LOOKOUT_URL",
+            default_value = "http://127.0.0.1:9659",
+            global = true
+        )]
+        url: String,
+        #[command(subcommand)]
+        what: SilenceWhat,
+    },
+    /// Send a clearly marked test notification to a receiver of the config and print its answer.
+    NotifyTest {
+        /// The receiver's name (`receivers[].name` in the config).
+        #[arg(value_name = "RECEIVER")]
+        receiver: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SilenceWhat {
+    /// Silence the alerts matching every matcher, e.g. `lookout silence add 'name="web-1"'
+    /// --for 2h --comment deploy`. Prints the silence's id.
+    Add {
+        /// Matchers: name="value", name!="value", name=~"regex", name!~"regex".
+        #[arg(required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long the silence lasts, e.g. 30m, 2h, 1d.
+        #[arg(
+            long = "for",
+            visible_alias = "duration",
+            short = 'd',
+            default_value = "1h"
+        )]
+        duration: String,
+        /// Why (shown in the list).
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+        /// Who [default: $USER].
+        #[arg(long, short = 'a')]
+        author: Option<String>,
+    },
+    /// List silences in effect or pending (with --all, expired ones too).
+    #[command(visible_alias = "query", visible_alias = "ls")]
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End silences now.
+    #[command(visible_alias = "rm")]
+    Expire {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -299,6 +355,64 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
+            }
+        }
+        Command::Silence { url, what } => {
+            let rt = runtime();
+            let r = rt.block_on(async {
+                use lookout::notify::cli;
+                match what {
+                    SilenceWhat::Add {
+                        matchers,
+                        duration,
+                        comment,
+                        author,
+                    } => {
+                        let author = author
+                            .or_else(|| std::env::var("USER").ok())
+                            .unwrap_or_default();
+                        let id =
+                            cli::silence_add(&url, &matchers, &duration, &comment, &author).await?;
+                        println!("{id}");
+                        Ok(())
+                    }
+                    SilenceWhat::List { all } => {
+                        print!("{}", cli::silence_list(&url, all).await?);
+                        Ok(())
+                    }
+                    SilenceWhat::Expire { ids } => {
+                        for id in ids {
+                            cli::silence_expire(&url, &id).await?;
+                            println!("expired {id}");
+                        }
+                        Ok::<(), anyhow::Error>(())
+                    }
+                }
+            });
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("lookout silence: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::NotifyTest { receiver } => {
+            init_tracing(Some(g.log_level.as_deref().unwrap_or("warn")), g.log_format);
+            let cfg = match load(&g) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let rt = runtime();
+            match rt.block_on(lookout::notify::cli::notify_test(&cfg, &receiver)) {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("lookout notify-test: {e:#}");
+                    ExitCode::from(1)
+                }
             }
         }
         Command::Once { openmetrics } => {
@@ -434,6 +548,36 @@ fn check_rules(config_name: &str, cfg: &Config) -> ExitCode {
     }
     for e in &errors {
         eprintln!("{e}");
+    }
+    // The receivers the rules name must exist; each receiver's notifier must build.
+    let mut receiver_errors = Vec::new();
+    if let Ok(l) = rule::load_for(cfg) {
+        let (errs, warns) = lookout::notify::cli::check_rule_receivers(cfg, &l);
+        for w in warns {
+            eprintln!("warning: {w}");
+        }
+        receiver_errors.extend(errs);
+    }
+    for r in &cfg.notify.receivers {
+        if let Err(e) = lookout::notify::build(r) {
+            receiver_errors.push(format!("{config_name}: receiver `{}`: {e}", r.name));
+        }
+    }
+    if !cfg.notify.receivers.is_empty() {
+        let names: Vec<String> = cfg
+            .notify
+            .receivers
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.kind.as_str()))
+            .collect();
+        println!("receivers: {}", names.join(", "));
+    }
+    for e in &receiver_errors {
+        eprintln!("{e}");
+    }
+    if !receiver_errors.is_empty() && rules.is_some() {
+        eprintln!("{} problems with the receivers", receiver_errors.len());
+        return ExitCode::from(1);
     }
     match rules {
         Some((summary, receivers)) => {

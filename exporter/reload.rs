@@ -161,9 +161,9 @@ impl Reloader {
                 Config::load_from_env(old.source.as_deref(), &old.overrides)
                     .map_err(|e| e.to_string())
                     .and_then(|cfg| {
-                        rule::load_for(&cfg)
-                            .map(|rules| (cfg, rules))
-                            .map_err(|e| e.to_string())
+                        let rules = rule::load_for(&cfg).map_err(|e| e.to_string())?;
+                        crate::notify::cli::validate(&cfg, &rules)?;
+                        Ok((cfg, rules))
                     })
             })
             .await

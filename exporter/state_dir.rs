@@ -142,7 +142,8 @@ impl StateDir {
             return Ok(Some(s.clone()));
         }
         let path = dir.join(DB_FILE);
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let db = Database::create(&path)
             .map_err(|e| format!("cannot open the state database {}: {e}", path.display()))?;
         let s = Arc::new(Store { db, path });
@@ -250,11 +251,17 @@ mod tests {
         assert!(s.load::<Vec<u32>>("x.json").is_err());
         // A second handle on the same directory shares the open database.
         let t = s.clone();
-        assert_eq!(t.load::<String>("x.json").unwrap().as_deref(), Some("not a list"));
+        assert_eq!(
+            t.load::<String>("x.json").unwrap().as_deref(),
+            Some("not a list")
+        );
         drop((s, t));
         // Reopened: still there.
         let s = StateDir::at(dir.path().join("sub"));
-        assert_eq!(s.load::<String>("x.json").unwrap().as_deref(), Some("not a list"));
+        assert_eq!(
+            s.load::<String>("x.json").unwrap().as_deref(),
+            Some("not a list")
+        );
         // A document still in its old JSON file is read from it until saved.
         std::fs::write(dir.path().join("sub/old.json"), "[7]").unwrap();
         assert_eq!(s.load::<Vec<u32>>("old.json").unwrap(), Some(vec![7]));

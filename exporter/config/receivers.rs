@@ -400,7 +400,10 @@ impl Validator {
     ) -> Route {
         let mut r = Route {
             receiver: raw.receiver.clone().or_else(|| parent.receiver.clone()),
-            group_by: raw.group_by.clone().unwrap_or_else(|| parent.group_by.clone()),
+            group_by: raw
+                .group_by
+                .clone()
+                .unwrap_or_else(|| parent.group_by.clone()),
             send_resolved: raw.send_resolved.unwrap_or(parent.send_resolved),
             continue_: raw.continue_.unwrap_or(false),
             matchers: self.matchers(&format!("{path}.matchers"), raw.matchers.clone()),
@@ -436,7 +439,11 @@ impl Validator {
         for (k, v, slot) in [
             ("group_wait", &raw.group_wait, &mut r.group_wait),
             ("group_interval", &raw.group_interval, &mut r.group_interval),
-            ("repeat_interval", &raw.repeat_interval, &mut r.repeat_interval),
+            (
+                "repeat_interval",
+                &raw.repeat_interval,
+                &mut r.repeat_interval,
+            ),
         ] {
             if let Some(s) = v {
                 let p = format!("{path}.{k}");
@@ -457,7 +464,9 @@ impl Validator {
         for (i, l) in r.group_by.iter().enumerate() {
             let ok = l == "..."
                 || (!l.is_empty()
-                    && l.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && l.chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                     && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
             if !ok {
                 let p = format!("{path}.group_by");
@@ -477,7 +486,12 @@ impl Validator {
 
     /// `${NAME}` references replaced by the environment; an unset one is an error that names
     /// the variable (never a value).
-    fn expand(&mut self, path: &str, s: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    fn expand(
+        &mut self,
+        path: &str,
+        s: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<String> {
         let mut out = String::new();
         let mut rest = s;
         while let Some(i) = rest.find("${") {
@@ -488,12 +502,11 @@ impl Validator {
                 return None;
             };
             let var = &after[..end];
-            if var.is_empty()
-                || !var
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                self.at(path, format!("{path}: invalid environment variable name {var:?}"));
+            if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                self.at(
+                    path,
+                    format!("{path}: invalid environment variable name {var:?}"),
+                );
                 return None;
             }
             match env(var) {
@@ -526,7 +539,10 @@ impl Validator {
         let fpath = format!("{base}.{key}_file");
         match (value, file) {
             (Some(_), Some(_)) => {
-                self.at(&fpath, format!("{fpath}: set {key} or {key}_file, not both"));
+                self.at(
+                    &fpath,
+                    format!("{fpath}: set {key} or {key}_file, not both"),
+                );
                 None
             }
             (Some(v), None) => {
@@ -549,7 +565,10 @@ impl Validator {
                         Some(Secret::new(v))
                     }
                     Err(e) => {
-                        self.at(&fpath, format!("{fpath}: cannot read the secret file {f}: {e}"));
+                        self.at(
+                            &fpath,
+                            format!("{fpath}: cannot read the secret file {f}: {e}"),
+                        );
                         None
                     }
                 }
@@ -565,7 +584,13 @@ impl Validator {
 
     /// An http(s) URL; `what` says where it came from. Secrets are checked without echoing them.
     fn url(&mut self, path: &str, url: &str, secret: bool) -> bool {
-        let shown = |u: &str| if secret { "<secret>".to_string() } else { format!("{u:?}") };
+        let shown = |u: &str| {
+            if secret {
+                "<secret>".to_string()
+            } else {
+                format!("{u:?}")
+            }
+        };
         match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => true,
             Ok(u) => {
@@ -634,7 +659,14 @@ impl Validator {
         let before = self.problems.len();
         let kind = if let Some(d) = r.discord {
             let p = format!("{base}.discord");
-            let url = self.secret(&p, "webhook_url", d.webhook_url, d.webhook_url_file, true, env);
+            let url = self.secret(
+                &p,
+                "webhook_url",
+                d.webhook_url,
+                d.webhook_url_file,
+                true,
+                env,
+            );
             if let Some(u) = &url {
                 self.url(&format!("{p}.webhook_url"), u.expose(), true);
             }
@@ -652,7 +684,9 @@ impl Validator {
             let p = format!("{base}.email");
             let s = e.smtp.unwrap_or_default();
             let sp = format!("{p}.smtp");
-            let host = self.plain(&format!("{sp}.host"), s.host, env).unwrap_or_default();
+            let host = self
+                .plain(&format!("{sp}.host"), s.host, env)
+                .unwrap_or_default();
             if host.trim().is_empty() {
                 self.at(&sp, format!("{sp}.host is required"));
             }
@@ -676,7 +710,9 @@ impl Validator {
             if password.is_some() && username.is_none() {
                 self.at(&sp, format!("{sp}: a password needs a username"));
             }
-            let ca_file = self.plain(&format!("{sp}.ca_file"), s.ca_file, env).map(PathBuf::from);
+            let ca_file = self
+                .plain(&format!("{sp}.ca_file"), s.ca_file, env)
+                .map(PathBuf::from);
             if let Some(f) = &ca_file {
                 if let Err(err) = std::fs::metadata(f) {
                     self.at(
@@ -685,7 +721,9 @@ impl Validator {
                     );
                 }
             }
-            let from = self.plain(&format!("{p}.from"), e.from, env).unwrap_or_default();
+            let from = self
+                .plain(&format!("{p}.from"), e.from, env)
+                .unwrap_or_default();
             if from.trim().is_empty() {
                 self.at(&p, format!("{p}.from is required"));
             }
@@ -696,7 +734,9 @@ impl Validator {
             };
             let mut to_ok = Vec::new();
             for (i, t) in to.into_iter().enumerate() {
-                if let Some(t) = self.expand(&crate::yamlloc::join_index(&format!("{p}.to"), i), &t, env) {
+                if let Some(t) =
+                    self.expand(&crate::yamlloc::join_index(&format!("{p}.to"), i), &t, env)
+                {
                     if !t.trim().is_empty() {
                         to_ok.push(t);
                     }
@@ -723,7 +763,10 @@ impl Validator {
             let p = format!("{base}.alertmanager");
             let urls = a.urls.unwrap_or_default();
             if urls.is_empty() {
-                self.at(&p, format!("{p}.urls: at least one Alertmanager URL is required"));
+                self.at(
+                    &p,
+                    format!("{p}.urls: at least one Alertmanager URL is required"),
+                );
             }
             let mut ok = Vec::new();
             for (i, u) in urls.iter().enumerate() {
@@ -737,7 +780,12 @@ impl Validator {
             let resend_interval = a
                 .resend_interval
                 .and_then(|s| {
-                    self.duration_min(&format!("{p}.resend_interval"), &s, Duration::from_secs(1), "1m")
+                    self.duration_min(
+                        &format!("{p}.resend_interval"),
+                        &s,
+                        Duration::from_secs(1),
+                        "1m",
+                    )
                 })
                 .unwrap_or(Duration::from_secs(60));
             ReceiverKind::Alertmanager(AlertmanagerConfig {

@@ -133,6 +133,7 @@ mod tests {
             reload_successful: false,
             reload_success_at: 100.0,
             tasks: vec![],
+            receivers: Default::default(),
         };
         let mut enc = Encoder::new(0);
         encode(&mut enc, &s);

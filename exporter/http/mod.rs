@@ -63,7 +63,10 @@ pub fn router(state: HttpState) -> Router {
                 .post(silences::create)
                 .delete(silences::expire_query),
         )
-        .route("/api/v1/silences/{id}", axum::routing::delete(silences::expire))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(silences::expire),
+        )
         .route("/api/v1/receivers", get(receivers))
         .route("/-/reload", post(reload).put(reload))
         .fallback(not_found)

@@ -55,9 +55,7 @@ fn admin_allowed(s: &HttpState, ext: &Extensions, headers: &HeaderMap) -> Result
             "cross-site requests may not change silences",
         ));
     }
-    let loopback = ext
-        .get::<Peer>()
-        .is_some_and(|p| p.0.ip().is_loopback());
+    let loopback = ext.get::<Peer>().is_some_and(|p| p.0.ip().is_loopback());
     if s.admin || loopback {
         Ok(())
     } else {
@@ -70,7 +68,10 @@ fn admin_allowed(s: &HttpState, ext: &Extensions, headers: &HeaderMap) -> Result
 
 fn shared(s: &HttpState) -> Result<&std::sync::Arc<crate::notify::dispatch::Shared>, HttpError> {
     s.notify.as_ref().ok_or_else(|| {
-        HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "notifications are not running")
+        HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "notifications are not running",
+        )
     })
 }
 

@@ -14,13 +14,17 @@ pub fn check_rule_receivers(cfg: &Config, loaded: &Loaded) -> (Vec<String>, Vec<
     let used: Vec<(&str, &str)> = loaded
         .rules
         .iter()
-        .flat_map(|r| {
-            r.notify
-                .iter()
-                .map(move |n| (r.alert.as_str(), n.as_str()))
-        })
+        .flat_map(|r| r.notify.iter().map(move |n| (r.alert.as_str(), n.as_str())))
         .collect();
-    let (errors, warnings) = cfg.notify.check_rule_receivers(used);
+    let (errors, mut warnings) = cfg.notify.check_rule_receivers(used);
+    // The embedded default rules name `discord` and `email`: a config that defines only one
+    // of them (or others) is told, not refused; the user's own rule files must be right.
+    if cfg.rule_files.is_none() {
+        warnings.extend(errors.into_iter().map(|e| {
+            format!("{e} (in the embedded default rules: alerts of those rules reach no one there)")
+        }));
+        return (Vec::new(), warnings);
+    }
     let file = cfg
         .source
         .as_ref()
@@ -30,6 +34,23 @@ pub fn check_rule_receivers(cfg: &Config, loaded: &Loaded) -> (Vec<String>, Vec<
         errors.into_iter().map(|e| format!("{file}: {e}")).collect(),
         warnings,
     )
+}
+
+/// Everything about the receivers that stops lookout from starting or a reload from taking:
+/// an unknown receiver named by a rule, a receiver whose notifier cannot be built. `Ok` holds
+/// the warnings.
+pub fn validate(cfg: &Config, loaded: &Loaded) -> Result<Vec<String>, String> {
+    let (mut errors, warnings) = check_rule_receivers(cfg, loaded);
+    for r in &cfg.notify.receivers {
+        if let Err(e) = build(r) {
+            errors.push(format!("receiver `{}`: {e}", r.name));
+        }
+    }
+    if errors.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 fn client() -> reqwest::Client {
@@ -67,7 +88,8 @@ pub async fn silence_add(
     for m in matchers {
         super::matcher::Matcher::parse(m).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    crate::config::parse_duration(duration).map_err(|e| anyhow::anyhow!("--for {duration:?}: {e}"))?;
+    crate::config::parse_duration(duration)
+        .map_err(|e| anyhow::anyhow!("--for {duration:?}: {e}"))?;
     let body = serde_json::json!({
         "matchers": matchers,
         "duration": duration,
@@ -215,7 +237,10 @@ pub async fn notify_test(cfg: &Config, receiver: &str) -> anyhow::Result<String>
             fingerprint,
         }],
         host: host.clone(),
-        external_url: format!("http://{host}:{}", cfg.listen.rsplit(':').next().unwrap_or("9659")),
+        external_url: format!(
+            "http://{host}:{}",
+            cfg.listen.rsplit(':').next().unwrap_or("9659")
+        ),
         thread: None,
         test: true,
         repeat: false,

@@ -146,8 +146,11 @@ impl NotifyTask {
     /// Start one sender per receiver, each with its pending entries.
     fn start(&self, cfg: Arc<NotifyConfig>, parent: &CancellationToken) -> Running {
         let token = parent.child_token();
-        *self.shared.inhibit.write().unwrap_or_else(|p| p.into_inner()) =
-            cfg.inhibit_rules.clone();
+        *self
+            .shared
+            .inhibit
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = cfg.inhibit_rules.clone();
         let pending = self.shared.outbox.pending().unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot read the outbox");
             Vec::new()
@@ -260,7 +263,8 @@ impl NotifyTask {
                 self.set_firing(&fp, Some(labels));
                 continue;
             }
-            self.transition(a, Status::Firing, fired_at, None, run).await;
+            self.transition(a, Status::Firing, fired_at, None, run)
+                .await;
         }
         let believed = self.shared.outbox.active().unwrap_or_default();
         let now = crate::now_unix();
@@ -278,7 +282,11 @@ impl NotifyTask {
     }
 
     fn set_firing(&self, fp: &str, labels: Option<BTreeMap<String, String>>) {
-        let mut f = self.shared.firing.write().unwrap_or_else(|p| p.into_inner());
+        let mut f = self
+            .shared
+            .firing
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         match labels {
             Some(l) => {
                 f.insert(fp.to_string(), l);
@@ -331,7 +339,7 @@ impl NotifyTask {
     fn enqueue(
         &self,
         item: Item,
-        routes: Option<&Vec<(String, String, BTreeMap<String, String>, super::outbox::Timing)>>,
+        routes: Option<&Vec<super::outbox::RouteOf>>,
         notify: &[String],
         run: &Running,
     ) {
@@ -430,7 +438,9 @@ impl NotifyTask {
                 None => {
                     // A receiver that could not be built: dropped, counted.
                     let _ = self.shared.outbox.remove(&[e.seq]);
-                    self.shared.stats.dropped(&e.receiver, "receiver_disabled", 1);
+                    self.shared
+                        .stats
+                        .dropped(&e.receiver, "receiver_disabled", 1);
                 }
             }
         }

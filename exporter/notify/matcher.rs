@@ -60,10 +60,12 @@ impl Matcher {
             ));
         }
         let re = match op {
-            Op::Re | Op::NotRe => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("invalid regular expression {value:?}: {}", crate::config::regex_error(&e)))?,
-            ),
+            Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                format!(
+                    "invalid regular expression {value:?}: {}",
+                    crate::config::regex_error(&e)
+                )
+            })?),
             _ => None,
         };
         Ok(Matcher {
@@ -226,16 +228,28 @@ mod tests {
     #[test]
     fn parses_every_operator() {
         let l = labels(&[("alertname", "ContainerDown"), ("severity", "critical")]);
-        assert!(Matcher::parse(r#"severity="critical""#).unwrap().matches(&l));
-        assert!(!Matcher::parse(r#"severity!="critical""#).unwrap().matches(&l));
-        assert!(Matcher::parse(r#"alertname=~"Container.*""#).unwrap().matches(&l));
+        assert!(Matcher::parse(r#"severity="critical""#)
+            .unwrap()
+            .matches(&l));
+        assert!(!Matcher::parse(r#"severity!="critical""#)
+            .unwrap()
+            .matches(&l));
+        assert!(Matcher::parse(r#"alertname=~"Container.*""#)
+            .unwrap()
+            .matches(&l));
         // Anchored: a partial match is no match.
         assert!(!Matcher::parse(r#"alertname=~"Down""#).unwrap().matches(&l));
-        assert!(Matcher::parse(r#"alertname!~"Host.*""#).unwrap().matches(&l));
-        assert!(Matcher::parse("name=web-1").unwrap().matches(&labels(&[("name", "web-1")])));
+        assert!(Matcher::parse(r#"alertname!~"Host.*""#)
+            .unwrap()
+            .matches(&l));
+        assert!(Matcher::parse("name=web-1")
+            .unwrap()
+            .matches(&labels(&[("name", "web-1")])));
         // An absent label is "".
         assert!(Matcher::parse(r#"missing="""#).unwrap().matches(&l));
-        assert!(Matcher::parse(r#"{ severity = "critical" }"#).unwrap().matches(&l));
+        assert!(Matcher::parse(r#"{ severity = "critical" }"#)
+            .unwrap()
+            .matches(&l));
     }
 
     #[test]

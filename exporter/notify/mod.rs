@@ -23,12 +23,6 @@ pub mod sender;
 pub mod silence;
 pub mod stats;
 pub mod webhook;
-pub mod reason;
-pub mod route;
-pub mod sender;
-pub mod silence;
-pub mod stats;
-pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -247,25 +241,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncates_by_characters_with_an_ellipsis() {
-        assert_eq!(truncate("abc", 3), "abc");
-        assert_eq!(truncate("abcd", 3), "ab…");
-        assert_eq!(truncate("ééééé", 4).chars().count(), 4);
-        assert_eq!(truncate("x", 0), "");
-    }
-
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_796_048_630.5), "2026-11-30T14:23:50.500Z");
-    }
-}
-
 /// FNV-1a over byte strings, each followed by 0xff: stable across runs and builds (unlike
 /// std's hasher), for fingerprints and ids.
 pub fn fnv(parts: &[&[u8]]) -> u64 {
@@ -290,13 +265,36 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// The notifier of a configured receiver.
-pub fn build(r: &crate::config::receivers::Receiver) -> Result<std::sync::Arc<dyn Notifier>, String> {
+pub fn build(
+    r: &crate::config::receivers::Receiver,
+) -> Result<std::sync::Arc<dyn Notifier>, String> {
     use crate::config::receivers::ReceiverKind;
     use std::sync::Arc;
     Ok(match &r.kind {
-        ReceiverKind::Discord(c) => Arc::new(discord::DiscordNotifier::new(c, Duration::from_secs(15))),
+        ReceiverKind::Discord(c) => {
+            Arc::new(discord::DiscordNotifier::new(c, Duration::from_secs(15)))
+        }
         ReceiverKind::Email(c) => Arc::new(email::EmailNotifier::new(c)?),
         ReceiverKind::Alertmanager(c) => Arc::new(alertmanager::AlertmanagerNotifier::new(c)),
         ReceiverKind::Webhook(c) => Arc::new(webhook::WebhookNotifier::new(c, &r.name)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_by_characters_with_an_ellipsis() {
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcd", 3), "ab…");
+        assert_eq!(truncate("ééééé", 4).chars().count(), 4);
+        assert_eq!(truncate("x", 0), "");
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_796_048_630.5), "2026-11-30T14:23:50.500Z");
+    }
 }

@@ -52,12 +52,15 @@ pub struct Entry {
     pub item: Item,
 }
 
+/// Where an alert went: (receiver, group key, group labels, timing).
+pub type RouteOf = (String, String, BTreeMap<String, String>, Timing);
+
 /// An alert the notifier believes fires, and where it went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Active {
     pub item: Item,
     /// (receiver, group key, group labels, timing) of each receiver it was queued for.
-    pub routes: Vec<(String, String, BTreeMap<String, String>, Timing)>,
+    pub routes: Vec<RouteOf>,
 }
 
 /// What one transition changes in the outbox.

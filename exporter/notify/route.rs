@@ -125,13 +125,15 @@ pub fn inhibited<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::receivers::{Receiver, ReceiverKind, WebhookConfig};
     use crate::config::receivers::Secret;
+    use crate::config::receivers::{Receiver, ReceiverKind, WebhookConfig};
     use crate::notify::matcher::Matcher;
     use std::time::Duration;
 
     fn l(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn receiver(name: &str) -> Receiver {
@@ -220,7 +222,11 @@ mod tests {
         let other_host = l(&[("alertname", "ContainerDown"), ("instance", "h2")]);
         assert!(inhibited(&rules, &tgt, [&src]));
         assert!(!inhibited(&rules, &other_host, [&src]));
-        assert!(!inhibited(&rules, &tgt, [] as [&BTreeMap<String, String>; 0]));
+        assert!(!inhibited(
+            &rules,
+            &tgt,
+            [] as [&BTreeMap<String, String>; 0]
+        ));
         assert!(!inhibited(&rules, &src, [&src]));
     }
 }

@@ -131,8 +131,10 @@ impl Sender {
                 match self.flush(&mut groups, &key, &token).await {
                     Some(Outcome::Disabled) => {
                         disabled = true;
-                        let all: Vec<Entry> =
-                            groups.values_mut().flat_map(|g| g.entries.drain(..)).collect();
+                        let all: Vec<Entry> = groups
+                            .values_mut()
+                            .flat_map(|g| g.entries.drain(..))
+                            .collect();
                         self.drop_entries(&all, "receiver_disabled");
                         break;
                     }
@@ -260,7 +262,10 @@ impl Sender {
         let mut batches: Vec<Vec<Entry>> = vec![Vec::new()];
         for e in send {
             let last = batches.last_mut().expect("one batch at least");
-            if last.iter().any(|x| x.item.fingerprint == e.item.fingerprint) {
+            if last
+                .iter()
+                .any(|x| x.item.fingerprint == e.item.fingerprint)
+            {
                 batches.push(vec![e]);
             } else {
                 last.push(e);
@@ -313,7 +318,8 @@ impl Sender {
                         if self.notifier.kind() == "email" {
                             if thread.is_none() && batch.firing() > 0 {
                                 if let Some(id) = &ack.message_id {
-                                    let _ = self.shared.outbox.set_thread(&self.name, key, Some(id));
+                                    let _ =
+                                        self.shared.outbox.set_thread(&self.name, key, Some(id));
                                 }
                             } else if thread.is_some() && g.firing.is_empty() {
                                 let _ = self.shared.outbox.set_thread(&self.name, key, None);

@@ -119,7 +119,7 @@ impl Silences {
         if new.matchers.iter().all(|m| m.matches(&BTreeMap::new())) {
             return Err("a silence's matchers must not all match the empty label set (it would silence everything)".into());
         }
-        if !(new.ends_at > new.starts_at) {
+        if new.ends_at.is_nan() || new.ends_at <= new.starts_at {
             return Err("endsAt must be after startsAt".into());
         }
         if new.ends_at <= now {
@@ -187,7 +187,9 @@ mod tests {
     use super::*;
 
     fn l(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

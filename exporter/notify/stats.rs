@@ -45,11 +45,13 @@ pub struct Stats {
 impl Stats {
     fn with<R>(&self, receiver: &str, f: impl FnOnce(&mut ReceiverStats) -> R) -> R {
         let mut m = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
-        let r = m.entry(receiver.to_string()).or_insert_with(|| ReceiverStats {
-            up: true,
-            duration_buckets: vec![0; BUCKETS.len()],
-            ..Default::default()
-        });
+        let r = m
+            .entry(receiver.to_string())
+            .or_insert_with(|| ReceiverStats {
+                up: true,
+                duration_buckets: vec![0; BUCKETS.len()],
+                ..Default::default()
+            });
         f(r)
     }
 
