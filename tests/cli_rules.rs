@@ -51,12 +51,42 @@ fn check_accepts_good_rules_and_the_embedded_defaults() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains(": OK; 2 rules from 1 files"), "{out}");
-    // Receiver names are listed, not warned about (the receivers' config checks them).
-    assert!(!err.contains("warning"), "{err}");
+    // Receiver names are listed; with no receivers configured at all, one warning says the
+    // alerts reach no one.
     assert!(
         out.contains("\nnotify receivers used: ops-discord\n"),
         "{out}"
     );
+    assert!(
+        err.contains("warning: the rules name the receivers ops-discord but the config defines no `receivers:`"),
+        "{err}"
+    );
+
+    // With receivers configured, a rule naming an unknown one is an error.
+    let cfg = write(
+        dir.path(),
+        "lookout.yml",
+        "rule_files: [\"rules/*.yml\"]\nreceivers:\n  - name: mail\n    webhook: {url: \"http://127.0.0.1:9/x\"}\n",
+    );
+    let o = lookout(&["check", "-c", &cfg]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}{err}");
+    assert!(
+        err.contains("notify: unknown receiver `ops-discord` (named by rule WebHighCpu)"),
+        "{err}"
+    );
+    assert!(err.contains("receivers: mail"), "{err}");
+    // Defined: accepted.
+    let cfg = write(
+        dir.path(),
+        "lookout.yml",
+        "rule_files: [\"rules/*.yml\"]\nreceivers:\n  - name: ops-discord\n    webhook: {url: \"http://127.0.0.1:9/x\"}\n",
+    );
+    let o = lookout(&["check", "-c", &cfg]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert!(out.contains("receivers: ops-discord (webhook)"), "{out}");
 
     let o = lookout(&["check"]);
     let (out, err) = text(&o);

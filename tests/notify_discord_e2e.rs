@@ -351,7 +351,18 @@ async fn rate_limits_server_errors_and_a_deleted_webhook() {
         .then_some(())
     });
     assert!(down.is_some(), "{}", lo.log());
-    assert!(lo.log().contains("RECEIVER DISABLED"), "{}", lo.log());
+    // The gauge was 0 during the 502s too: the log says why it is 0 now.
+    let said = wait_until(Duration::from_secs(30), || {
+        lo.log().contains("RECEIVER DISABLED").then_some(())
+    });
+    assert!(said.is_some(), "{}", lo.log());
+    let still_down = wait_until(Duration::from_secs(10), || {
+        let m = lo.metrics();
+        (sample(&m, "lookout_receiver_up", &["receiver=\"discord\""]) == Some(0.0)
+            && m.contains("lookout_notifications_total{receiver=\"discord\",outcome=\"failure\"}"))
+        .then_some(())
+    });
+    assert!(still_down.is_some());
     let hits = discord.count(404);
     assert!(hits >= 1);
     let d = Container::run("lookout-nd-err", &[], &["sh", "-c", "exit 10"]);

@@ -338,20 +338,25 @@ impl Validator {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> NotifyConfig {
         let mut out = NotifyConfig::default();
+        // Every name given, valid receiver or not: a route naming a broken receiver is not
+        // also "unknown", and a name given twice is caught either way.
+        let mut names: Vec<String> = Vec::new();
         for (i, r) in receivers.into_iter().enumerate() {
             let base = format!("receivers[{i}]");
-            if let Some(rc) = self.receiver(&base, r, env) {
-                if out.receiver(&rc.name).is_some() {
+            if let Some(n) = r.name.clone().filter(|n| !n.trim().is_empty()) {
+                if names.contains(&n) {
                     self.at(
                         &format!("{base}.name"),
-                        format!("{base}.name: receiver `{}` is defined twice", rc.name),
+                        format!("{base}.name: receiver `{n}` is defined twice"),
                     );
-                } else {
-                    out.receivers.push(rc);
+                    continue;
                 }
+                names.push(n);
+            }
+            if let Some(rc) = self.receiver(&base, r, env) {
+                out.receivers.push(rc);
             }
         }
-        let names: Vec<String> = out.receivers.iter().map(|r| r.name.clone()).collect();
         out.route = match route {
             Some(r) => self.route("route", r, &Route::default(), &names, true),
             None => Route::default(),
@@ -743,7 +748,8 @@ impl Validator {
                 }
             }
             if to_ok.is_empty() {
-                self.at(&p, format!("{p}.to: at least one recipient is required"));
+                let tp = format!("{p}.to");
+                self.at(&tp, format!("{tp}: at least one recipient is required"));
             }
             ReceiverKind::Email(EmailConfig {
                 smtp: SmtpConfig {

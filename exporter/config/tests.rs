@@ -901,3 +901,146 @@ fn listen_and_docker_host_forms() {
         assert!(check_docker_host(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn receivers_routes_and_inhibition_load() {
+    let secret = file("s3cr3t-token\n");
+    let text = format!(
+        r#"
+receivers:
+  - name: ops-discord
+    discord:
+      webhook_url: ${{HOOK}}
+      username: lookout
+      mention: "<@&123>"
+  - name: admins
+    email:
+      smtp: {{host: smtp.example.com, port: 465, username: lookout, password_file: {}}}
+      from: "lookout <lookout@example.com>"
+      to: [a@example.com, b@example.com]
+  - name: am
+    alertmanager: {{urls: ["http://am-1:9093/", "http://am-2:9093"]}}
+  - name: hook
+    webhook: {{url: "https://example.com/hook"}}
+route:
+  receiver: ops-discord
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1m
+  repeat_interval: 4h
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: admins
+      continue: true
+inhibit_rules:
+  - source_matchers: ['alertname="DockerUnreachable"']
+    target_matchers: ['alertname=~"Container.*"']
+"#,
+        secret.path().display()
+    );
+    let f = file(&text);
+    let env = |k: &str| (k == "HOOK").then(|| "https://discord.com/api/webhooks/1/tok".to_string());
+    let c = Config::load(Some(f.path()), &env, &Overrides::default()).unwrap();
+    let n = &c.notify;
+    assert_eq!(n.names(), ["ops-discord", "admins", "am", "hook"]);
+    match &n.receiver("ops-discord").unwrap().kind {
+        receivers::ReceiverKind::Discord(d) => {
+            assert_eq!(
+                d.webhook_url.expose(),
+                "https://discord.com/api/webhooks/1/tok"
+            );
+            assert_eq!(d.mention.as_deref(), Some("<@&123>"));
+        }
+        k => panic!("{k:?}"),
+    }
+    match &n.receiver("admins").unwrap().kind {
+        receivers::ReceiverKind::Email(e) => {
+            // Port 465 means implicit TLS unless told otherwise.
+            assert_eq!(e.smtp.tls, receivers::SmtpTls::Tls);
+            assert_eq!(e.smtp.password.as_ref().unwrap().expose(), "s3cr3t-token");
+            assert_eq!(e.to.len(), 2);
+        }
+        k => panic!("{k:?}"),
+    }
+    match &n.receiver("am").unwrap().kind {
+        receivers::ReceiverKind::Alertmanager(a) => {
+            assert_eq!(a.urls, ["http://am-1:9093", "http://am-2:9093"]);
+        }
+        k => panic!("{k:?}"),
+    }
+    assert_eq!(n.route.receiver.as_deref(), Some("ops-discord"));
+    assert_eq!(n.route.routes[0].receiver.as_deref(), Some("admins"));
+    assert!(n.route.routes[0].continue_);
+    // Children inherit their parent's timing.
+    assert_eq!(
+        n.route.routes[0].repeat_interval,
+        Duration::from_secs(4 * 3600)
+    );
+    assert_eq!(n.inhibit_rules.len(), 1);
+    // Secrets never print.
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("tok") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn bad_receivers_are_located_and_never_show_a_secret() {
+    let text = r#"receivers:
+  - name: d
+    discord:
+      webhook_url: "not a url with s3cr3t"
+  - name: e
+    email:
+      smtp: {host: h, password_file: /nonexistent/secret}
+      from: x@example.com
+      to: []
+  - name: d
+    webhook: {url: "https://example.com", bogus: 1}
+route:
+  receiver: nope
+  routes:
+    - matchers: ['severity']
+inhibit_rules:
+  - source_matchers: ['a="b"']
+"#;
+    let (err, _) = refused(text);
+    let all = err.to_string();
+    assert!(!all.contains("s3cr3t"), "a secret was printed: {all}");
+    // Unknown keys are refused by the parser before anything else, at their place.
+    assert!(all.contains("bogus"), "{all}");
+    let text = text.replace(", bogus: 1", "");
+    let p = problems(&text);
+    let find = |needle: &str| {
+        p.iter()
+            .find(|(.., m)| m.contains(needle))
+            .unwrap_or_else(|| panic!("no problem mentions {needle:?}: {p:?}"))
+            .clone()
+    };
+    let (l, _, m) = find("receivers[0].discord.webhook_url");
+    assert_eq!(l, 4, "{m}");
+    assert!(m.contains("<secret>"), "{m}");
+    let (l, _, m) = find("password_file");
+    assert_eq!(l, 7);
+    assert!(m.contains("/nonexistent/secret"), "the file is named: {m}");
+    find("at least one recipient");
+    let (l, ..) = find("defined twice");
+    assert_eq!(l, 10);
+    let (l, _, m) = find("route.receiver");
+    assert_eq!(l, 13);
+    assert!(m.contains("nope"));
+    find("route.routes[0].matchers[0]");
+    find("inhibit_rules[0]");
+    for (.., m) in &p {
+        assert!(!m.contains("s3cr3t"), "{m}");
+    }
+}
+
+#[test]
+fn an_unset_variable_is_named_not_guessed() {
+    let (err, _) = refused("receivers:\n  - name: d\n    discord: {webhook_url: \"${NOPE}\"}\n");
+    let all = err.to_string();
+    assert!(all.contains("NOPE is not set"), "{all}");
+    assert!(all.contains(":3:"), "located: {all}");
+}
