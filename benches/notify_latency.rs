@@ -6,7 +6,7 @@
 //! image FROM scratch as the tests do). Set `KILLS=N` for more or fewer kills.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};
