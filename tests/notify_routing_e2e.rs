@@ -163,3 +163,93 @@ route:
     assert_eq!(smtp.messages().len(), 2);
     assert_eq!(hook.posts().len(), 2);
 }
+
+/// `lookout notify-test RECEIVER` sends a marked test alert and prints the answer; an unknown
+/// receiver is refused with the list. The notification series pass promtool, and the status
+/// page and /api/v1/receivers list the receiver.
+#[test]
+fn notify_test_metrics_and_status_page() {
+    let hook = HttpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_text = format!(
+        "collectors: {{docker: false, cgroup: false, gpu: false}}\ninterval: 1s\n\
+         receivers:\n  - name: hook\n    webhook: {{url: \"{}/x\"}}\n",
+        hook.url
+    );
+    let cfg = dir.path().join("lookout.yml");
+    std::fs::write(&cfg, &cfg_text).unwrap();
+    let out = std::process::Command::new(support::lookout_bin())
+        .args(["notify-test", "hook", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("hook (webhook): delivered"), "{stdout}");
+    let posts = hook.posts();
+    assert_eq!(posts.len(), 1);
+    let body = posts[0].json();
+    assert_eq!(body["alerts"][0]["labels"]["alertname"], "LookoutTest");
+    assert!(body["alerts"][0]["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("test"));
+    let out = std::process::Command::new(support::lookout_bin())
+        .args(["notify-test", "nope", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no receiver named \"nope\"") && err.contains("hook"),
+        "{err}"
+    );
+    // A receiver that does not answer: an error naming it, exit 1, the URL never shown.
+    let down_cfg = dir.path().join("down.yml");
+    std::fs::write(
+        &down_cfg,
+        "receivers:\n  - name: hook\n    webhook: {url: \"http://127.0.0.1:1/s3cr3t\"}\n",
+    )
+    .unwrap();
+    let down = std::process::Command::new(support::lookout_bin())
+        .args(["notify-test", "hook", "-c"])
+        .arg(&down_cfg)
+        .output()
+        .unwrap();
+    assert!(!down.status.success());
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert!(err.contains("hook (webhook): not delivered"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+
+    let lo = Lookout::start(&cfg_text, &[]);
+    let m = wait_until(Duration::from_secs(15), || {
+        let m = lo.metrics();
+        m.contains("lookout_receiver_up{").then_some(m)
+    })
+    .expect("notification series");
+    for family in [
+        "lookout_notifications_total{receiver=\"hook\",outcome=\"success\"} 0",
+        "lookout_notification_duration_seconds_bucket{receiver=\"hook\",le=\"+Inf\"} 0",
+        "lookout_notifications_pending{receiver=\"hook\"} 0",
+        "lookout_notifications_dropped_total{receiver=\"hook\",reason=\"backlog_full\"} 0",
+        "lookout_receiver_up{receiver=\"hook\",kind=\"webhook\"} 1",
+    ] {
+        assert!(m.contains(family), "{family}\n{m}");
+    }
+    if let Some(problems) = support::promtool_problems("notify_test_metrics_and_status_page", &m) {
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+    let page = support::get(&lo.addr, "/").text();
+    assert!(
+        page.contains("<h2>Receivers</h2>") && page.contains("hook"),
+        "{page}"
+    );
+    let api: Value =
+        serde_json::from_str(&support::get(&lo.addr, "/api/v1/receivers").text()).unwrap();
+    assert_eq!(api["receivers"]["hook"]["kind"], "webhook");
+}
