@@ -609,3 +609,49 @@ async fn the_silence_api_validates_what_it_is_given() {
     .unwrap();
     assert_eq!(cross.status, 403);
 }
+
+/// A receiver that stays down does not hold up another; a reload that points the receiver at
+/// a live webhook delivers what waited, and re-enables a receiver disabled by a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_receiver_delays_only_itself_and_a_reload_repoints_it() {
+    if !support::docker_or_skip("a_down_receiver_delays_only_itself_and_a_reload_repoints_it") {
+        return;
+    }
+    let dead = FakeDiscord::start().await;
+    dead.fail_next(100_000, Fault::ServerError(503));
+    let live = FakeDiscord::start().await;
+    let hook = support::http_sink::HttpSink::start();
+    let prefix = "lookout-nd-rl";
+    let cfg = |url: &str| {
+        format!(
+            "interval: 1s\ndocker:\n  include: [\"{prefix}-*\"]\n\
+             receivers:\n  - name: discord\n    discord: {{webhook_url: \"{url}\"}}\n\
+             \x20 - name: hook\n    webhook: {{url: \"{}/h\"}}\n\
+             route:\n  receiver: hook\n  group_wait: 200ms\n  group_interval: 1s\n",
+            hook.url
+        )
+    };
+    let lo = Lookout::start(&cfg(&dead.webhook_url()), &["--web.enable-lifecycle"]);
+    let c = Container::run(prefix, &[], &["sh", "-c", "exit 1"]);
+    // The hook has it at once, while Discord keeps failing.
+    let got = hook
+        .wait_for_async(Duration::from_secs(20), |p| {
+            p.iter().any(|p| p.text().contains(&c.name)).then_some(())
+        })
+        .await;
+    assert!(got.is_some(), "{}", lo.log());
+    assert!(dead.count(503) >= 1, "discord was tried");
+    // Point discord at the live webhook and reload: what waited goes there, once.
+    let cfg_path = lo.dir.path().join("lookout.yml");
+    let text = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace(&dead.webhook_url(), &live.webhook_url());
+    std::fs::write(&cfg_path, text).unwrap();
+    let r = request(&lo.addr, "POST", "/-/reload", &[], b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let msgs = wait_for(&live, Duration::from_secs(20), |m| {
+        !down_titles(m, &c.name).is_empty()
+    })
+    .await;
+    assert_eq!(down_titles(&msgs, &c.name).len(), 1, "{}", lo.log());
+}
