@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! collect ──► snapshot ──► exposition   (/metrics)
-//!                     └──► engine ──► seam ──► transition log | notify | act (later issues)
+//!                     └──► engine ──► seam ──► transition log | notify | act (later issue)
 //! ```
 //!
 //! - [`config`]: the embedded default, the YAML file, environment and flags, validated as a
@@ -24,11 +24,15 @@
 //! - [`engine`]: alert rules (top-level `rules/` holds the default set) evaluated over each
 //!   snapshot and on Docker events by the engine task, which hands every transition to the
 //!   consumers of its seam ([`engine::seam`]).
+//! - [`notify`]: the notifier, a consumer of the seam: routing, grouping, silences and
+//!   inhibition ([`notify::dispatch`], [`notify::sender`]), the durable outbox
+//!   ([`notify::outbox`]), and one file per receiver kind (Discord, email, Alertmanager,
+//!   webhook) behind the [`notify::Notifier`] trait.
 //! - [`publish`]: what the engine task publishes and HTTP reads; readiness and liveness.
 //! - [`reload`]: the reload task, fed by SIGHUP and `POST /-/reload`.
 //! - [`supervise`]: the supervisor that restarts a failed task and reports it.
 //! - [`http`]: the router over a narrow state, and the bounded server.
-//! - [`state_dir`]: the files kept across restarts.
+//! - [`state_dir`]: what is kept across restarts, in one embedded database.
 //! - [`doctor`]: `lookout doctor`'s diagnosis of the environment.
 //! - [`logging`]: `--log.level` and `--log.format` (logfmt, json, or readable on a terminal).
 //! - [`app`]: wiring: create the channels, start the tasks, serve HTTP, stop on one signal.

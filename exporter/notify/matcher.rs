@@ -219,11 +219,7 @@ impl<'de> Deserialize<'de> for Matcher {
 mod tests {
     use super::*;
 
-    fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::notify::labels;
 
     #[test]
     fn parses_every_operator() {

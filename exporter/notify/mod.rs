@@ -298,3 +298,14 @@ mod tests {
         assert_eq!(rfc3339(1_796_048_630.5), "2026-11-30T14:23:50.500Z");
     }
 }
+
+#[cfg(test)]
+mod pipeline_tests;
+
+/// A label set from pairs (tests).
+#[cfg(test)]
+pub(crate) fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -160,8 +160,17 @@ impl Outbox {
 
     /// Every pending entry, in order.
     pub fn pending(&self) -> Result<Vec<Entry>, String> {
+        self.all(OUTBOX)
+    }
+
+    /// Every readable row of a table of JSON values, in key order (an unreadable row is
+    /// logged and skipped).
+    fn all<K: redb::Key + 'static, T: serde::de::DeserializeOwned>(
+        &self,
+        def: TableDefinition<K, &[u8]>,
+    ) -> Result<Vec<T>, String> {
         let tx = self.db().begin_read().map_err(err)?;
-        let t = match tx.open_table(OUTBOX) {
+        let t = match tx.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(err(e)),
@@ -169,9 +178,9 @@ impl Outbox {
         let mut out = Vec::new();
         for row in t.iter().map_err(err)? {
             let (_, v) = row.map_err(err)?;
-            match serde_json::from_slice::<Entry>(v.value()) {
-                Ok(e) => out.push(e),
-                Err(e) => tracing::warn!(error = %e, "outbox: skipping an unreadable entry"),
+            match serde_json::from_slice::<T>(v.value()) {
+                Ok(x) => out.push(x),
+                Err(e) => tracing::warn!(table = %def, error = %e, "skipping an unreadable row"),
             }
         }
         Ok(out)
@@ -194,20 +203,7 @@ impl Outbox {
 
     /// What the notifier believes fires.
     pub fn active(&self) -> Result<Vec<Active>, String> {
-        let tx = self.db().begin_read().map_err(err)?;
-        let t = match tx.open_table(ACTIVE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(err(e)),
-        };
-        let mut out = Vec::new();
-        for row in t.iter().map_err(err)? {
-            let (_, v) = row.map_err(err)?;
-            if let Ok(a) = serde_json::from_slice::<Active>(v.value()) {
-                out.push(a);
-            }
-        }
-        Ok(out)
+        self.all(ACTIVE)
     }
 
     /// A mail group's thread.

@@ -130,11 +130,7 @@ mod tests {
     use crate::notify::matcher::Matcher;
     use std::time::Duration;
 
-    fn l(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::notify::labels as l;
 
     fn receiver(name: &str) -> Receiver {
         Receiver {

@@ -186,11 +186,7 @@ fn new_id(now: f64) -> String {
 mod tests {
     use super::*;
 
-    fn l(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::notify::labels as l;
 
     #[test]
     fn a_silence_silences_while_in_effect_and_survives_a_restart() {
