@@ -429,21 +429,7 @@ async fn a_silence_suppresses_and_its_expiry_unsuppresses() {
         "{listed}"
     );
 
-    let out = support::docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        support::IMAGE,
-        "sh",
-        "-c",
-        "exit 4",
-    ]);
-    assert!(out.status.success());
-    let c = Container {
-        id: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        name: name.clone(),
-    };
+    let c = Container::run_named(&name, &[], &["sh", "-c", "exit 4"]);
     wait_alert(&lo.addr, &c.name, true);
     let v: Value = serde_json::from_str(&get(&lo.addr, "/api/v1/alerts").text()).unwrap();
     let alert = v["alerts"]
@@ -493,21 +479,7 @@ async fn an_inhibiting_alert_suppresses_its_targets() {
         &config("lookout-nd-inh", &discord.webhook_url(), &extra),
         &[],
     );
-    let out = support::docker(&[
-        "run",
-        "-d",
-        "--name",
-        &src,
-        support::IMAGE,
-        "sh",
-        "-c",
-        "exit 2",
-    ]);
-    assert!(out.status.success());
-    let s = Container {
-        id: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        name: src.clone(),
-    };
+    let s = Container::run_named(&src, &[], &["sh", "-c", "exit 2"]);
     wait_for(&discord, Duration::from_secs(20), |m| {
         !down_titles(m, &src).is_empty()
     })

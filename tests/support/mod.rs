@@ -105,8 +105,13 @@ pub struct Container {
 impl Container {
     /// `docker run -d --name <prefix-unique> ARGS IMAGE CMD...`
     pub fn run(prefix: &str, args: &[&str], cmd: &[&str]) -> Container {
+        Container::run_named(&unique_name(prefix), args, cmd)
+    }
+
+    /// `docker run -d --name NAME ARGS IMAGE CMD...` (NAME from [`unique_name`]).
+    pub fn run_named(name: &str, args: &[&str], cmd: &[&str]) -> Container {
         ensure_image();
-        let name = unique_name(prefix);
+        let name = name.to_string();
         let mut a = vec!["run", "-d", "--name", name.as_str()];
         a.extend_from_slice(args);
         a.push(IMAGE);
