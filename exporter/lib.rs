@@ -37,6 +37,7 @@
 //! - [`logging`]: `--log.level` and `--log.format` (logfmt, json, or readable on a terminal).
 //! - [`app`]: wiring: create the channels, start the tasks, serve HTTP, stop on one signal.
 
+pub mod act;
 pub mod app;
 pub mod collect;
 pub mod config;

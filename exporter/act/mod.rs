@@ -1,0 +1,6 @@
+//! Failover actions: the third consumer of the transition seam (after the transition log and
+//! the notifier). Evaluation never acts; this module does, carefully, and says what it did.
+//!
+//! - [`runtime`]: what actions ask of Docker, behind one trait.
+
+pub mod runtime;
