@@ -4,3 +4,4 @@
 //! - [`runtime`]: what actions ask of Docker, behind one trait.
 
 pub mod runtime;
+pub mod spec;

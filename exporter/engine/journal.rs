@@ -36,6 +36,8 @@ pub async fn run(rx: &mut mpsc::Receiver<Delivery>) {
                     "alert transition"
                 );
             }
+            // For failover actions; nothing to log.
+            Delivery::Tick { .. } => {}
         }
     }
 }

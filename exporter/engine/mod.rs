@@ -74,6 +74,12 @@ pub struct Alert {
     /// How many of the container's last log lines its notifications carry (the rule's
     /// `context: {logs: N}`; 0: none).
     pub context_logs: usize,
+    /// Consecutive scheduled evaluations (one per interval) with the condition true; those
+    /// run on a Docker event do not count. Failover actions' `after: N` reads it.
+    pub streak: u32,
+    /// The rule's `actions:`.
+    #[serde(skip)]
+    pub actions: Arc<Vec<crate::act::spec::ActionSpec>>,
 }
 
 /// A transition and the alert it happened to, as the notification and action issues get it.
@@ -142,6 +148,8 @@ struct Active {
     inputs: Vec<Value>,
     /// The pass that last saw its target.
     seen: u64,
+    /// Consecutive scheduled evaluations with the condition true.
+    streak: u32,
 }
 
 /// A hasher for the engine's small integer ids (the std hasher is built for untrusted keys;
@@ -198,6 +206,19 @@ pub struct Engine {
     state: StateDir,
     dirty: bool,
     last_duration: f64,
+    /// The last scheduled evaluation's readings for rules with a `scale` action.
+    samples: Vec<Sample>,
+}
+
+/// A reading of a rule's first variable on one target, in a scheduled evaluation (for
+/// scaling down, which needs the readings of replicas that do not alert).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// `group/alert`.
+    pub rule: String,
+    /// The target's name (the container's).
+    pub target: String,
+    pub value: Option<f64>,
 }
 
 fn scope_index(s: Scope) -> usize {
@@ -301,6 +322,8 @@ fn alert_of(r: &Rule, a: &Active, phase: &Phase) -> Alert {
         severity: r.severity.as_str(),
         notify: r.notify.clone(),
         context_logs: r.context_logs,
+        streak: a.streak,
+        actions: r.actions.clone(),
     }
 }
 
@@ -339,6 +362,7 @@ fn step_one(
     row: &[Value],
     tid: u32,
     pass: u64,
+    complete: bool,
     now: f64,
     events: &mut Vec<AlertEvent>,
 ) -> bool {
@@ -388,8 +412,12 @@ fn step_one(
         value: None,
         inputs: Vec::new(),
         seen: pass,
+        streak: 0,
     });
     a.seen = pass;
+    if complete {
+        a.streak = if breached { a.streak.saturating_add(1) } else { 0 };
+    }
     let before = a.inst.phase;
     let transition = a.inst.step(breached, resolved, now);
     let stale = transition.is_some()
@@ -469,6 +497,7 @@ impl Engine {
             state,
             dirty: false,
             last_duration: 0.0,
+            samples: Vec::new(),
         };
         e.install(rules.into_iter().map(Slot::new).collect());
         if let Err(err) = e.restore() {
@@ -674,6 +703,17 @@ impl Engine {
         events
     }
 
+    /// Whether any rule has `actions:` (the engine task then hands each scheduled evaluation's
+    /// alerts to the seam).
+    pub fn has_actions(&self) -> bool {
+        self.slots.iter().any(|s| !s.rule.actions.is_empty())
+    }
+
+    /// The readings the last scheduled evaluations took for `scale` actions.
+    pub fn take_samples(&mut self) -> Vec<Sample> {
+        std::mem::take(&mut self.samples)
+    }
+
     /// The alerts that are pending or firing now, as transitions' consumers reconcile with
     /// them (at start, after a restart of the engine task).
     pub fn active_alerts(&self) -> Vec<Alert> {
@@ -737,9 +777,31 @@ impl Engine {
                 ..
             } = &mut self.slots[si];
             let selected = matcher.map(|m| &matched[m]);
+            let sampled = complete
+                && rule
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, crate::act::spec::ActionSpec::Scale(_)));
             for (ti, t) in targets.iter().enumerate() {
                 if selected.is_some_and(|sel| !sel[ti]) {
                     continue;
+                }
+                if sampled {
+                    let v = rule
+                        .expr
+                        .reads
+                        .first()
+                        .and_then(|s| flat.get(ti * nv + *s))
+                        .and_then(|v| match v {
+                            Value::Float(f) => Some(*f),
+                            Value::Int(i) => Some(*i as f64),
+                            _ => None,
+                        });
+                    self.samples.push(Sample {
+                        rule: format!("{}/{}", rule.group, rule.alert),
+                        target: t.name.clone(),
+                        value: v,
+                    });
                 }
                 if skip.get(ti).copied().unwrap_or(false) {
                     if let Some(a) = instances.get_mut(&ids[ti]) {
@@ -756,6 +818,7 @@ impl Engine {
                     &flat[ti * nv..(ti + 1) * nv],
                     ids[ti],
                     pass,
+                    complete,
                     now,
                     events,
                 ) {
@@ -882,6 +945,7 @@ impl Engine {
                     value: s.value,
                     inputs: Vec::new(),
                     seen: 0,
+                    streak: 0,
                 },
             );
             restored += 1;

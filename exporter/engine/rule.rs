@@ -144,6 +144,8 @@ pub struct Rule {
     /// `context: {logs: N}`: how many of the container's last log lines a notification
     /// carries (0: none). Only container rules have it.
     pub context_logs: usize,
+    /// `actions:`: what lookout does about the rule's alerts (container rules).
+    pub actions: std::sync::Arc<Vec<crate::act::spec::ActionSpec>>,
 }
 
 /// The most log lines `context: {logs: N}` may ask for.
@@ -375,6 +377,8 @@ struct RawRule {
     annotations: Option<BTreeMap<String, String>>,
     notify: Option<Vec<String>>,
     context: Option<RawContext>,
+    /// Checked entry by entry by `crate::act::spec::parse`.
+    actions: Option<Vec<serde_yaml::Value>>,
 }
 
 /// `context:` what a notification carries besides the alert.
@@ -404,6 +408,7 @@ const RULE_FIELDS: &[&str] = &[
     "annotations",
     "notify",
     "context",
+    "actions",
 ];
 
 #[derive(Default)]
@@ -600,6 +605,7 @@ impl Validator {
                     serde_yaml::from_value::<BTreeMap<String, String>>(v.clone()).map(drop)
                 }
                 "notify" => serde_yaml::from_value::<Vec<String>>(v.clone()).map(drop),
+                "actions" => serde_yaml::from_value::<Vec<serde_yaml::Value>>(v.clone()).map(drop),
                 "context" => {
                     if !self.context(&path, v) {
                         ok = false;
@@ -837,10 +843,44 @@ impl Validator {
                 context_logs = n as usize;
             }
         }
+        let mut actions = Vec::new();
+        for (i, a) in raw.actions.unwrap_or_default().iter().enumerate() {
+            let ap = join_index(&p("actions"), i);
+            match crate::act::spec::parse(a) {
+                Ok(spec) => {
+                    if scope != Scope::Container && !matches!(spec, crate::act::spec::ActionSpec::Webhook(_)) {
+                        self.at(
+                            &ap,
+                            format!(
+                                "{ap}: {} acts on containers; this rule's scope is {}",
+                                spec.name(),
+                                scope.as_str()
+                            ),
+                        );
+                    } else {
+                        actions.push(spec);
+                    }
+                }
+                Err(problems) => {
+                    for (sub, msg) in problems {
+                        let path = if sub.is_empty() { ap.clone() } else { format!("{ap}.{sub}") };
+                        let pos = self.locs.value(&path);
+                        let fallback = self.locs.value(&ap);
+                        let pos = if pos.line == 0 { fallback } else { pos };
+                        self.errors.push(Located {
+                            file: self.file.clone(),
+                            pos,
+                            message: format!("{path}: {msg}"),
+                        });
+                    }
+                }
+            }
+        }
         if self.errors.len() != before {
             return None;
         }
         Some(Rule {
+            actions: std::sync::Arc::new(actions),
             file: self.file.clone(),
             group: group.to_string(),
             alert: raw.alert,

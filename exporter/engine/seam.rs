@@ -26,6 +26,13 @@ pub enum Delivery {
     Sync { alerts: Vec<Alert> },
     /// One transition, in the order the engine made them.
     Transition(AlertEvent),
+    /// After each scheduled evaluation, when some rule has `actions:`: the alerts pending or
+    /// firing (with their `streak`), and the readings for `scale` actions.
+    Tick {
+        at: f64,
+        alerts: Vec<Alert>,
+        samples: Vec<super::Sample>,
+    },
 }
 
 struct Subscriber {
@@ -155,6 +162,8 @@ mod tests {
                 severity: "warning",
                 notify: vec![],
                 context_logs: 0,
+                streak: 0,
+                actions: Default::default(),
             },
         })
     }

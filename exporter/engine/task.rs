@@ -107,6 +107,14 @@ impl EngineTask {
                         engine.evaluate(&snap, had_prev.then_some(&*prev), snap.taken_at)
                     });
                     self.deliver(transitions).await;
+                    if engine.has_actions() {
+                        let tick = Delivery::Tick {
+                            at: snap.taken_at,
+                            alerts: engine.active_alerts(),
+                            samples: engine.take_samples(),
+                        };
+                        self.seam.deliver([tick]).await;
+                    }
                     self.save(&mut engine);
                     last = snap;
                     drop(prev);

@@ -236,6 +236,7 @@ impl NotifyTask {
                     .await;
             }
             Delivery::Sync { alerts } => self.sync(alerts, run).await,
+            Delivery::Tick { .. } => {}
         }
     }
 

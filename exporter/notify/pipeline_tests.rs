@@ -100,6 +100,8 @@ fn alert(name: &str, alertname: &str) -> Alert {
         severity: "warning",
         notify: vec![],
         context_logs: 0,
+        streak: 0,
+        actions: Default::default(),
     }
 }
 
