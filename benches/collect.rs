@@ -294,6 +294,7 @@ fn serve_and_measure(published: Published, rss_kb: u64, hwm_kb: u64) {
         reload: None,
         telemetry_path: "/metrics".into(),
         notify: None,
+        actions: None,
         admin: false,
     };
     let listener = rt

@@ -18,6 +18,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::act::{self, runtime::Runtime};
 use crate::collect::cgroup::CgroupCollector;
 use crate::collect::cycle::{self, CollectLoop};
 use crate::collect::disk::DiskCollector;
@@ -128,6 +129,8 @@ pub struct Io {
     pub listener: tokio::net::TcpListener,
     pub docker: Arc<dyn DockerApi>,
     pub reload: reload::Channel,
+    /// What failover actions act through; None: actions do not run.
+    pub runtime: Option<Arc<dyn Runtime>>,
 }
 
 /// Run lookout until `shutdown` resolves: collect every interval, evaluate the rules, serve
@@ -157,6 +160,7 @@ pub async fn run(
         listener,
         docker: api,
         reload: reload_channel,
+        runtime,
     } = io;
 
     let health = Arc::new(TaskHealth::default());
@@ -184,8 +188,10 @@ pub async fn run(
         board.notify.clone(),
     );
     let external_url = format!("http://{hostname}:{}", listener.local_addr()?.port());
+    let (announce_tx, announce_rx) = mpsc::unbounded_channel();
     let notifier = Arc::new(NotifyTask {
         deliveries: tokio::sync::Mutex::new(seam.subscribe("notify", 1024)),
+        announcements: tokio::sync::Mutex::new(announce_rx),
         config: config_rx.clone(),
         shared: notify.clone(),
         docker: collectors_docker.then(|| (api.clone(), docker.clone())),
@@ -194,6 +200,30 @@ pub async fn run(
         external_url,
     });
     sup.spawn("notify", move |t| notifier.clone().run(t));
+
+    // Failover actions: a consumer of the seam too, announcing through the notifier.
+    let actions = match runtime {
+        Some(rt) => {
+            let cfg = config_rx.borrow().clone();
+            let handle = act::task::Handle::new(
+                &cfg.actions,
+                Arc::new(act::audit::Audit::open(state.dir())),
+                rt,
+                docker.clone(),
+                announce_tx,
+                act::task::own_container_id(&cfg.paths.procfs),
+            );
+            let task = Arc::new(act::task::ActTask {
+                deliveries: tokio::sync::Mutex::new(seam.subscribe("act", 1024)),
+                config: config_rx.clone(),
+                handle: handle.clone(),
+            });
+            sup.spawn("act", move |t| task.clone().run(t));
+            Some(handle)
+        }
+        None => None,
+    };
+    board.set_actions(actions.clone());
     let journal_rx = Arc::new(tokio::sync::Mutex::new(seam.subscribe("log", 1024)));
     sup.spawn("journal", move |t| {
         let rx = journal_rx.clone();
@@ -249,6 +279,7 @@ pub async fn run(
         reload: web.enable_lifecycle.then(|| reload_channel.handle.clone()),
         telemetry_path: web.telemetry_path.clone(),
         notify: Some(notify),
+        actions,
         admin: web.enable_lifecycle,
     };
     let addr = listener.local_addr()?;

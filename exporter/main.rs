@@ -216,12 +216,41 @@ enum Command {
         #[command(subcommand)]
         what: SilenceWhat,
     },
+    /// Failover actions of a running lookout: restart, start or stop a container by hand, list
+    /// what was done, reset a container lookout gave up on.
+    Action {
+        /// The running lookout's URL.
+        #[arg(
+            long = "url",
+            env = "LOOKOUT_URL",
+            default_value = "http://127.0.0.1:9659",
+            global = true
+        )]
+        url: String,
+        #[command(subcommand)]
+        what: ActionWhat,
+    },
     /// Send a clearly marked test notification to a receiver of the config and print its answer.
     NotifyTest {
         /// The receiver's name (`receivers[].name` in the config).
         #[arg(value_name = "RECEIVER")]
         receiver: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ActionWhat {
+    /// `docker restart` the container, through lookout (its guardrails apply).
+    Restart { name: String },
+    /// Start the container.
+    Start { name: String },
+    /// Stop the container.
+    Stop { name: String },
+    /// The audit trail (state_dir/actions.log), oldest first.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Forget a container's restart attempts (lookout gave up on it), or every container's.
+    Reset { name: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -393,6 +422,34 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("lookout silence: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Action { url, what } => {
+            let rt = runtime();
+            let r: anyhow::Result<String> = rt.block_on(async {
+                use lookout::act::cli;
+                match what {
+                    ActionWhat::Restart { name } => cli::manual(&url, "restart", &name).await,
+                    ActionWhat::Start { name } => cli::manual(&url, "start", &name).await,
+                    ActionWhat::Stop { name } => cli::manual(&url, "stop", &name).await,
+                    ActionWhat::List => cli::list(&url).await,
+                    ActionWhat::Reset { name } => cli::reset(&url, name.as_deref())
+                        .await
+                        .map(|n| format!("reset {n} container(s)")),
+                }
+            });
+            match r {
+                Ok(out) => {
+                    let out = out.trim_end();
+                    if !out.is_empty() {
+                        println!("{out}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("lookout action: {e:#}");
                     ExitCode::from(1)
                 }
             }
@@ -646,6 +703,7 @@ async fn serve(cfg: Config, signals: Signals) -> anyhow::Result<()> {
         listener,
         docker,
         reload,
+        runtime: None,
     };
     lookout::run(cfg, io, shutdown_signal(term, int)).await
 }

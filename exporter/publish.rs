@@ -88,6 +88,8 @@ pub struct Board {
     pub tasks: Arc<TaskHealth>,
     /// The notifier's per-receiver figures (published with each snapshot).
     pub notify: Arc<crate::notify::stats::Stats>,
+    /// The failover actions' figures, when actions run.
+    actions: RwLock<Option<Arc<crate::act::task::Handle>>>,
     /// Unix time lookout started.
     pub started_at: f64,
     started: Instant,
@@ -107,9 +109,23 @@ impl Board {
             }),
             tasks,
             notify: Arc::default(),
+            actions: RwLock::new(None),
             started_at: now,
             started: Instant::now(),
         })
+    }
+
+    /// Set what publishes the failover actions' figures.
+    pub fn set_actions(&self, h: Option<Arc<crate::act::task::Handle>>) {
+        *self.actions.write().unwrap_or_else(|p| p.into_inner()) = h;
+    }
+
+    /// The failover actions, when they run.
+    pub fn actions(&self) -> Option<Arc<crate::act::task::Handle>> {
+        self.actions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last published snapshot.

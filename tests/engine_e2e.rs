@@ -139,6 +139,7 @@ async fn cpu_alert_fires_after_for_and_container_down_within_a_second() {
         listener,
         docker: lookout::app::docker_client(&config).unwrap(),
         reload,
+        runtime: None,
     };
     let server = tokio::spawn(lookout::run(config, io, async {
         let _ = stopped.await;

@@ -3,5 +3,8 @@
 //!
 //! - [`runtime`]: what actions ask of Docker, behind one trait.
 
+pub mod audit;
+pub mod cli;
 pub mod runtime;
 pub mod spec;
+pub mod task;

@@ -98,7 +98,10 @@ impl ActionSpec {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -119,7 +122,10 @@ impl Fields<'_> {
             if !allowed.contains(&name) {
                 self.problems.push((
                     format!("{}.{name}", self.kind),
-                    format!("unknown field `{name}`, expected one of {}", allowed.join(", ")),
+                    format!(
+                        "unknown field `{name}`, expected one of {}",
+                        allowed.join(", ")
+                    ),
                 ));
             }
         }
@@ -168,10 +174,8 @@ impl Fields<'_> {
     fn string(&mut self, key: &str) -> Option<String> {
         match self.get(key) {
             None => {
-                self.problems.push((
-                    self.kind.to_string(),
-                    format!("`{key}` is required"),
-                ));
+                self.problems
+                    .push((self.kind.to_string(), format!("`{key}` is required")));
                 None
             }
             Some(v) => match v.as_str() {
@@ -210,14 +214,22 @@ pub fn parse(v: &Yaml) -> Result<ActionSpec, Vec<Problem>> {
         );
     };
     if map.len() != 1 {
-        return one("each action is a mapping with one key: restart, start_standby, scale or webhook".into());
+        return one(
+            "each action is a mapping with one key: restart, start_standby, scale or webhook"
+                .into(),
+        );
     }
     let (k, body) = map.iter().next().expect("one entry");
     let empty = serde_yaml::Mapping::new();
     let body_map = match body {
         Yaml::Null => &empty,
         Yaml::Mapping(m) => m,
-        _ => return one(format!("{}: expected a mapping of settings", k.as_str().unwrap_or("?"))),
+        _ => {
+            return one(format!(
+                "{}: expected a mapping of settings",
+                k.as_str().unwrap_or("?")
+            ))
+        }
     };
     let kind: &'static str = match k.as_str() {
         Some("restart") => "restart",
@@ -227,7 +239,9 @@ pub fn parse(v: &Yaml) -> Result<ActionSpec, Vec<Problem>> {
         Some(other) => {
             return Err(vec![(
                 other.to_string(),
-                format!("unknown action `{other}`, expected one of restart, start_standby, scale, webhook"),
+                format!(
+                "unknown action `{other}`, expected one of restart, start_standby, scale, webhook"
+            ),
             )])
         }
         None => return one("action names are strings".into()),
@@ -273,7 +287,8 @@ pub fn parse(v: &Yaml) -> Result<ActionSpec, Vec<Problem>> {
                 Some(v) => match v.as_f64() {
                     Some(x) if x.is_finite() => Some(x),
                     _ => {
-                        f.problems.push(("scale.scale_down_below".into(), "expected a number".into()));
+                        f.problems
+                            .push(("scale.scale_down_below".into(), "expected a number".into()));
                         None
                     }
                 },
@@ -289,15 +304,25 @@ pub fn parse(v: &Yaml) -> Result<ActionSpec, Vec<Problem>> {
                 after: f.uint("after", 1, 1),
             };
             if s.min > s.max {
-                f.problems.push(("scale.min".into(), format!("min {} is more than max {}", s.min, s.max)));
+                f.problems.push((
+                    "scale.min".into(),
+                    format!("min {} is more than max {}", s.min, s.max),
+                ));
             }
             ActionSpec::Scale(s)
         }
         _ => {
             f.check_keys(&["url", "after"]);
             let url = f.string("url").unwrap_or_default();
-            if !url.is_empty() && reqwest::Url::parse(&url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
-                f.problems.push(("webhook.url".into(), "expected an http:// or https:// URL".into()));
+            if !url.is_empty()
+                && reqwest::Url::parse(&url)
+                    .map(|u| !matches!(u.scheme(), "http" | "https"))
+                    .unwrap_or(true)
+            {
+                f.problems.push((
+                    "webhook.url".into(),
+                    "expected an http:// or https:// URL".into(),
+                ));
             }
             ActionSpec::Webhook(Webhook {
                 url,
@@ -322,12 +347,22 @@ mod tests {
 
     #[test]
     fn parses_each_action_with_defaults() {
-        let r = parse(&y("restart: {after: 3, cooldown: 30s, max_attempts: 5, window: 1h, timeout: 10s}")).unwrap();
+        let r = parse(&y(
+            "restart: {after: 3, cooldown: 30s, max_attempts: 5, window: 1h, timeout: 10s}",
+        ))
+        .unwrap();
         assert_eq!(r.name(), "restart");
         assert_eq!(r.after(), 3);
-        let ActionSpec::Restart(r) = parse(&y("restart:")).unwrap() else { panic!() };
+        let ActionSpec::Restart(r) = parse(&y("restart:")).unwrap() else {
+            panic!()
+        };
         assert_eq!((r.after, r.max_attempts), (3, 5));
-        let ActionSpec::StartStandby(s) = parse(&y("start_standby: {standby: web-standby, stop_on_resolve: true}")).unwrap() else { panic!() };
+        let ActionSpec::StartStandby(s) = parse(&y(
+            "start_standby: {standby: web-standby, stop_on_resolve: true}",
+        ))
+        .unwrap() else {
+            panic!()
+        };
         assert_eq!(s.standby, "web-standby");
         assert!(s.stop_on_resolve);
         let ActionSpec::Scale(s) = parse(&y("scale: {service: web, step: 1, min: 2, max: 8, scale_down_below: 30, scale_down_for: 10m}")).unwrap() else { panic!() };

@@ -47,6 +47,40 @@ struct RawConfig {
     receivers: Option<Vec<receivers::RawReceiver>>,
     route: Option<receivers::RawRoute>,
     inhibit_rules: Option<Vec<receivers::RawInhibit>>,
+    actions: Option<RawActions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActions {
+    enabled: Option<bool>,
+    dry_run: Option<bool>,
+    require_label: Option<String>,
+    max_per_minute: Option<u32>,
+}
+
+/// `actions:`: whether failover actions run at all, and their host-wide guardrails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionsConfig {
+    pub enabled: bool,
+    /// Log and notify what would be done; do nothing.
+    pub dry_run: bool,
+    /// Opt-in: act only on containers with this label (`key=value`, or `key` for any value);
+    /// empty: every container but those labelled `lookout.actions=off`.
+    pub require_label: String,
+    /// Host-wide budget: at most this many actions in any minute.
+    pub max_per_minute: u32,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> ActionsConfig {
+        ActionsConfig {
+            enabled: true,
+            dry_run: false,
+            require_label: String::new(),
+            max_per_minute: 10,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +265,8 @@ pub struct Config {
     pub overrides: Overrides,
     /// Receivers, the routing tree and inhibition rules (a reload applies them).
     pub notify: receivers::NotifyConfig,
+    /// Failover actions' switches and guardrails (a reload applies them).
+    pub actions: ActionsConfig,
 }
 
 impl Config {
@@ -475,6 +511,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
         receivers: user.receivers.or(base.receivers),
         route: user.route.or(base.route),
         inhibit_rules: user.inhibit_rules.or(base.inhibit_rules),
+        actions: user.actions.or(base.actions),
     }
 }
 
@@ -931,7 +968,25 @@ impl Validator {
             logs_enabled: true,
         };
         self.collector_flags(&mut collectors, flags);
+        let a = raw.actions.unwrap_or_default();
+        let actions = ActionsConfig {
+            enabled: a.enabled.unwrap_or(true),
+            dry_run: a.dry_run.unwrap_or(false),
+            require_label: a.require_label.unwrap_or_default(),
+            max_per_minute: match a.max_per_minute {
+                Some(0) => {
+                    self.at(
+                        "actions.max_per_minute",
+                        "actions.max_per_minute: must be at least 1 (e.g. 10); set enabled: false to turn actions off".into(),
+                    );
+                    10
+                }
+                Some(n) => n,
+                None => 10,
+            },
+        };
         Some(Config {
+            actions,
             notify,
             web,
             overrides: flags.clone(),

@@ -416,7 +416,11 @@ fn step_one(
     });
     a.seen = pass;
     if complete {
-        a.streak = if breached { a.streak.saturating_add(1) } else { 0 };
+        a.streak = if breached {
+            a.streak.saturating_add(1)
+        } else {
+            0
+        };
     }
     let before = a.inst.phase;
     let transition = a.inst.step(breached, resolved, now);

@@ -848,7 +848,9 @@ impl Validator {
             let ap = join_index(&p("actions"), i);
             match crate::act::spec::parse(a) {
                 Ok(spec) => {
-                    if scope != Scope::Container && !matches!(spec, crate::act::spec::ActionSpec::Webhook(_)) {
+                    if scope != Scope::Container
+                        && !matches!(spec, crate::act::spec::ActionSpec::Webhook(_))
+                    {
                         self.at(
                             &ap,
                             format!(
@@ -863,7 +865,11 @@ impl Validator {
                 }
                 Err(problems) => {
                     for (sub, msg) in problems {
-                        let path = if sub.is_empty() { ap.clone() } else { format!("{ap}.{sub}") };
+                        let path = if sub.is_empty() {
+                            ap.clone()
+                        } else {
+                            format!("{ap}.{sub}")
+                        };
                         let pos = self.locs.value(&path);
                         let fallback = self.locs.value(&ap);
                         let pos = if pos.line == 0 { fallback } else { pos };

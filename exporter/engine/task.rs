@@ -189,6 +189,7 @@ impl EngineTask {
                 reload_success_at: reload.success_at,
                 tasks: self.board.tasks.snapshot(),
                 receivers: self.board.notify.snapshot(),
+                actions: self.board.actions().map(|h| h.figures()),
             });
             let p = Published::new(snap, status, hint);
             let size = p.exposition.len();

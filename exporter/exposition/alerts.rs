@@ -19,6 +19,21 @@ pub struct Status {
     pub tasks: Vec<crate::supervise::TaskStatus>,
     /// The notifier's receivers.
     pub receivers: std::collections::BTreeMap<String, crate::notify::stats::ReceiverStats>,
+    /// The failover actions' figures; None when actions do not run.
+    pub actions: Option<ActionFigures>,
+}
+
+/// `lookout_actions_*`, as published with a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct ActionFigures {
+    pub enabled: bool,
+    pub dry_run: bool,
+    /// (action, outcome) → count.
+    pub counts: std::collections::BTreeMap<(String, String), u64>,
+    /// action → (cumulative buckets, sum, count).
+    pub durations: Vec<(String, Vec<u64>, f64, u64)>,
+    /// Containers given up on now.
+    pub exhausted: usize,
 }
 
 pub(super) fn encode(enc: &mut Encoder, s: &Status) {
@@ -105,6 +120,8 @@ mod tests {
                 severity: "critical",
                 notify: vec![],
                 context_logs: 0,
+                streak: 0,
+                actions: Default::default(),
             }],
             rules: vec![RuleStatus {
                 group: "g".into(),
@@ -134,6 +151,7 @@ mod tests {
             reload_success_at: 100.0,
             tasks: vec![],
             receivers: Default::default(),
+            actions: None,
         };
         let mut enc = Encoder::new(0);
         encode(&mut enc, &s);

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use crate::snapshot::Snapshot;
 
 pub use crate::snapshot::sanitize_label_name;
-pub use alerts::Status;
+pub use alerts::{ActionFigures, Status};
 
 /// The two text formats Prometheus scrapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,9 +87,101 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot, status: Option<&Status>
     }
     if let Some(st) = status {
         encode_receivers(enc, &st.receivers);
+        if let Some(a) = &st.actions {
+            encode_actions(enc, a);
+        }
     }
     if let Some(p) = &snap.process {
         encode_process(enc, p);
+    }
+}
+
+/// The failover actions' series.
+fn encode_actions(enc: &mut Encoder, a: &super::ActionFigures) {
+    enc.single(
+        "lookout_actions_enabled",
+        "Whether failover actions run (1), or are off (0); dry runs count as off.",
+        Kind::Gauge,
+        if a.enabled && !a.dry_run { 1.0 } else { 0.0 },
+    );
+    enc.single(
+        "lookout_actions_dry_run",
+        "Whether failover actions only log and notify what they would do (1).",
+        Kind::Gauge,
+        if a.dry_run { 1.0 } else { 0.0 },
+    );
+    enc.single(
+        "lookout_actions_exhausted",
+        "Containers lookout has given up restarting (max_attempts within the window).",
+        Kind::Gauge,
+        a.exhausted as f64,
+    );
+    enc.family(
+        "lookout_actions_total",
+        "Failover actions by action and outcome (success, failure, skipped, dry_run, exhausted).",
+        Kind::Counter,
+    );
+    let mut actions: std::collections::BTreeSet<&str> = [
+        "restart",
+        "start_standby",
+        "stop_standby",
+        "scale_up",
+        "scale_down",
+        "webhook",
+    ]
+    .into_iter()
+    .collect();
+    for (act, _) in a.counts.keys() {
+        actions.insert(act);
+    }
+    for act in &actions {
+        for outcome in crate::act::audit::OUTCOMES {
+            let n = a
+                .counts
+                .get(&(act.to_string(), outcome.to_string()))
+                .copied()
+                .unwrap_or(0);
+            enc.sample(
+                "lookout_actions_total",
+                "",
+                &[("action", act), ("outcome", outcome)],
+                n as f64,
+            );
+        }
+    }
+    enc.family(
+        "lookout_action_duration_seconds",
+        "How long failover actions took.",
+        Kind::Histogram,
+    );
+    for (act, buckets, sum, count) in &a.durations {
+        for (i, b) in crate::act::audit::BUCKETS.iter().enumerate() {
+            let le = b.to_string();
+            enc.sample(
+                "lookout_action_duration_seconds_bucket",
+                "",
+                &[("action", act), ("le", &le)],
+                buckets.get(i).copied().unwrap_or(0) as f64,
+            );
+        }
+        enc.sample(
+            "lookout_action_duration_seconds_bucket",
+            "",
+            &[("action", act), ("le", "+Inf")],
+            *count as f64,
+        );
+        enc.sample(
+            "lookout_action_duration_seconds_sum",
+            "",
+            &[("action", act)],
+            *sum,
+        );
+        enc.sample(
+            "lookout_action_duration_seconds_count",
+            "",
+            &[("action", act)],
+            *count as f64,
+        );
     }
 }
 

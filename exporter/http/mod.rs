@@ -6,6 +6,7 @@
 //! send commands (a reload request); they never lock the engine. [`serve`] runs the server
 //! with its limits.
 
+mod actions;
 pub mod serve;
 mod silences;
 
@@ -34,6 +35,8 @@ pub struct HttpState {
     pub telemetry_path: String,
     /// The notifier's silences and receivers; None when notifications do not run.
     pub notify: Option<Arc<crate::notify::dispatch::Shared>>,
+    /// The failover actions; None when they do not run.
+    pub actions: Option<Arc<crate::act::task::Handle>>,
     /// Whether the admin API (silences) may be changed from anywhere, not only loopback
     /// (`--web.enable-lifecycle`, until lookout has authentication).
     pub admin: bool,
@@ -68,6 +71,9 @@ pub fn router(state: HttpState) -> Router {
             axum::routing::delete(silences::expire),
         )
         .route("/api/v1/receivers", get(receivers))
+        .route("/api/v1/actions", get(actions::list))
+        .route("/api/v1/actions/reset", post(actions::reset))
+        .route("/api/v1/containers/{name}/actions", post(actions::manual))
         .route("/-/reload", post(reload).put(reload))
         .fallback(not_found)
         .with_state(state)
@@ -572,6 +578,36 @@ async fn status_page(State(s): State<HttpState>) -> Html<String> {
             h.push_str("</table>");
         }
     }
+    if let Some(a) = &s.actions {
+        let now = crate::now_unix();
+        let restarts = a.restarts();
+        let _ = write!(
+            h,
+            "<h2>Actions</h2><p>Actions: <b>{}</b>{}. <a href=\"/api/v1/actions\">/api/v1/actions</a></p>",
+            if a.enabled() { "on" } else { "off" },
+            if a.dry_run() { " (dry run)" } else { "" }
+        );
+        if !restarts.is_empty() {
+            h.push_str("<table><tr><th>container</th><th>attempts in window</th><th>next allowed</th><th>state</th></tr>");
+            for (name, r) in &restarts {
+                let (class, state) = match r.exhausted_until {
+                    Some(u) => ("bad", format!("given up until {}", rfc3339(u))),
+                    None => ("ok", "acting".to_string()),
+                };
+                let _ =
+                    write!(
+                    h,
+                    "<tr><td>{}</td><td>{}/{}</td><td>{}</td><td class=\"{class}\">{}</td></tr>",
+                    esc(name),
+                    r.attempts.len(),
+                    r.max_attempts,
+                    if r.next_allowed > now { rfc3339(r.next_allowed) } else { "now".into() },
+                    esc(&state)
+                );
+            }
+            h.push_str("</table>");
+        }
+    }
     let path = esc(&s.telemetry_path);
     let _ = write!(
         h,
@@ -632,6 +668,7 @@ mod tests {
             reload,
             telemetry_path: "/metrics".into(),
             notify: None,
+            actions: None,
             admin: false,
         }
     }

@@ -48,7 +48,11 @@ fn parse_time(field: &str, s: &str) -> Result<f64, HttpError> {
 }
 
 /// Whether this request may change silences.
-fn admin_allowed(s: &HttpState, ext: &Extensions, headers: &HeaderMap) -> Result<(), HttpError> {
+pub(super) fn admin_allowed(
+    s: &HttpState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+) -> Result<(), HttpError> {
     if cross_site(headers) {
         return Err(HttpError::new(
             StatusCode::FORBIDDEN,

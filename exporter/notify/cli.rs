@@ -53,18 +53,18 @@ pub fn validate(cfg: &Config, loaded: &Loaded) -> Result<Vec<String>, String> {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default()
 }
 
-fn api(url: &str, path: &str) -> String {
+pub(crate) fn api(url: &str, path: &str) -> String {
     format!("{}{path}", url.trim_end_matches('/'))
 }
 
-async fn answer(r: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn answer(r: reqwest::Response) -> anyhow::Result<serde_json::Value> {
     let status = r.status();
     let text = r.text().await.unwrap_or_default();
     if !status.is_success() {

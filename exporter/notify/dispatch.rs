@@ -81,6 +81,8 @@ pub type Build = dyn Fn(&Receiver) -> Result<Arc<dyn Notifier>, String> + Send +
 /// The notifier task's parts.
 pub struct NotifyTask {
     pub deliveries: tokio::sync::Mutex<mpsc::Receiver<Delivery>>,
+    /// What failover actions announce (each sent once, like a firing alert that never resolves).
+    pub announcements: tokio::sync::Mutex<mpsc::UnboundedReceiver<super::Announcement>>,
     pub config: watch::Receiver<Arc<Config>>,
     pub shared: Arc<Shared>,
     /// The Docker API and inventory, for the reason and log lines of container alerts.
@@ -101,6 +103,7 @@ impl NotifyTask {
     /// Run until `token` is cancelled or the seam closes.
     pub async fn run(self: Arc<Self>, token: CancellationToken) {
         let mut deliveries = self.deliveries.lock().await;
+        let mut announcements = self.announcements.lock().await;
         let mut config = self.config.clone();
         loop {
             let cfg = Arc::new(config.borrow_and_update().notify.clone());
@@ -121,6 +124,7 @@ impl NotifyTask {
                         Some(d) => self.handle(d, &running).await,
                         None => break false,
                     },
+                    Some(a) = announcements.recv() => self.announce(a, &running),
                     Some(done) = running.set.join_next() => {
                         // A sender only ends when told to: anything else is a fault, and the
                         // supervisor restarts this task (which reloads the outbox).
@@ -240,6 +244,30 @@ impl NotifyTask {
         }
     }
 
+    /// An action's announcement: to the rule's receivers and the routes, once.
+    fn announce(&self, a: super::Announcement, run: &Running) {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let now = crate::now_unix();
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut labels = a.labels;
+        // Unique: an announcement is never the same alert as another.
+        let fp = fingerprint(&labels);
+        labels.retain(|_, v| !v.is_empty());
+        let item = Item {
+            seq: 0,
+            status: Status::Firing,
+            fingerprint: format!("{fp}-{}-{n}", (now * 1000.0) as i64),
+            labels,
+            annotations: a.annotations,
+            starts_at: now,
+            ends_at: None,
+            value: None,
+            reason: None,
+            logs: Vec::new(),
+        };
+        self.enqueue(item, None, &a.notify, run, false);
+    }
+
     /// Reconcile with the alerts the engine has when it starts.
     async fn sync(&self, alerts: Vec<Alert>, run: &Running) {
         let firing: Vec<&Alert> = alerts
@@ -278,7 +306,7 @@ impl NotifyTask {
             item.status = Status::Resolved;
             item.ends_at = Some(now);
             item.logs.clear();
-            self.enqueue(item, Some(&a.routes), &[], run);
+            self.enqueue(item, Some(&a.routes), &[], run, true);
         }
     }
 
@@ -333,7 +361,7 @@ impl NotifyTask {
         } else {
             None
         };
-        self.enqueue(item, routes.as_ref(), &alert.notify, run);
+        self.enqueue(item, routes.as_ref(), &alert.notify, run, true);
     }
 
     /// Store the entries of one transition and hand them to their senders.
@@ -343,6 +371,7 @@ impl NotifyTask {
         routes: Option<&Vec<super::outbox::RouteOf>>,
         notify: &[String],
         run: &Running,
+        track: bool,
     ) {
         let dests: Vec<Destination> = match routes {
             Some(r) => r
@@ -389,7 +418,7 @@ impl NotifyTask {
                 item: item.clone(),
             });
         }
-        change.active = Some(match item.status {
+        change.active = (track).then(|| match item.status {
             Status::Firing => {
                 self.set_firing(&fp, Some(item.labels.clone()));
                 (

@@ -299,6 +299,17 @@ mod tests {
     }
 }
 
+/// Something lookout did (a failover action), told to people like an alert that fires once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Announcement {
+    /// `alertname` (`LookoutAction`), `severity`, `name` (the container), `action`, `rule`.
+    pub labels: BTreeMap<String, String>,
+    /// `summary` ("restarted web-1 (attempt 2/5)") and `description`.
+    pub annotations: BTreeMap<String, String>,
+    /// The rule's receivers, besides the routes.
+    pub notify: Vec<String>,
+}
+
 #[cfg(test)]
 mod pipeline_tests;
 

@@ -142,8 +142,10 @@ fn start(cfg: Config, state: &StateDir, rec: Arc<Recorder>) -> Running {
         Arc::new(Outbox::open(state)),
         Arc::new(Stats::default()),
     );
+    let (_announce, announce_rx) = mpsc::unbounded_channel();
     let task = Arc::new(NotifyTask {
         deliveries: tokio::sync::Mutex::new(rx),
+        announcements: tokio::sync::Mutex::new(announce_rx),
         config: cfg_rx,
         shared,
         docker: None,
