@@ -8,3 +8,6 @@ pub mod cli;
 pub mod runtime;
 pub mod spec;
 pub mod task;
+
+#[cfg(test)]
+mod tests;

@@ -165,6 +165,13 @@ impl DockerState {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Put a container in the inventory (unit tests of the inventory's readers).
+    #[cfg(test)]
+    pub(crate) fn put_for_test(&self, info: ContainerInfo) {
+        self.upsert(info, crate::now_unix());
+        self.changed();
+    }
+
     /// Take a fresh inspect result in, keeping what only lookout tracks.
     fn upsert(&self, mut info: ContainerInfo, now: f64) {
         let mut map = self.containers.write().unwrap();
