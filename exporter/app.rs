@@ -26,6 +26,7 @@ use crate::collect::docker::{self, DockerCollector, DockerState};
 use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::host::{self, HostCollector};
 use crate::collect::logs::LogCollector;
+use crate::collect::probe::ProbeCollector;
 use crate::collect::{Collector, Runner};
 use crate::config::{Config, GpuMode};
 use crate::docker_api::{BollardDocker, DockerApi};
@@ -88,6 +89,13 @@ pub fn build_collectors(
             api.clone(),
             docker.clone(),
             &config.collectors.logs,
+        )));
+    }
+    // With the Docker collector too: containers opt in with the label `lookout.probe`.
+    if config.collectors.docker && config.collectors.probe {
+        out.push(Arc::new(ProbeCollector::new(
+            docker.clone(),
+            config.collectors.probe_interval,
         )));
     }
     out

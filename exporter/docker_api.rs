@@ -669,6 +669,35 @@ struct RawInspect {
     state: Option<RawState>,
     config: Option<RawConfig>,
     host_config: Option<RawHostConfig>,
+    network_settings: Option<RawNetworkSettings>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawNetworkSettings {
+    #[serde(rename = "IPAddress")]
+    ip_address: Option<String>,
+    networks: Option<BTreeMap<String, Option<RawNetwork>>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawNetwork {
+    #[serde(rename = "IPAddress")]
+    ip_address: Option<String>,
+}
+
+impl RawNetworkSettings {
+    /// The first network's address (in name order, as the daemon lists them), else the
+    /// default bridge's top-level one; empty when there is none.
+    fn first_ip(self) -> String {
+        let networks = self.networks.unwrap_or_default();
+        let mut on_networks = networks.into_values().flatten().map(|n| n.ip_address);
+        on_networks
+            .find_map(|ip| ip.filter(|ip| !ip.is_empty()))
+            .or(self.ip_address)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -749,6 +778,7 @@ pub fn parse_inspect(body: &[u8]) -> Result<ContainerInfo, DockerError> {
         },
         network_mode: hc.network_mode.unwrap_or_default(),
         cgroup_parent: hc.cgroup_parent.unwrap_or_default(),
+        ip_address: r.network_settings.unwrap_or_default().first_ip(),
         oom_events: 0,
         recent_starts: Vec::new(),
     })
@@ -946,6 +976,20 @@ mod tests {
         assert!(c.labels.is_empty());
         assert_eq!(c.limits.nano_cpus, Some(500_000_000));
         assert_eq!(c.limits.memory_bytes, None);
+        assert_eq!(c.ip_address, "");
+        // The first network (in name order) with an address; else the default bridge's.
+        let c = parse_inspect(
+            br#"{"Id": "n", "NetworkSettings": {"IPAddress": "",
+                "Networks": {"a_net": null, "b_net": {"IPAddress": ""},
+                             "c_net": {"IPAddress": "172.20.0.5"}, "d_net": {"IPAddress": "10.0.0.9"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ip_address, "172.20.0.5");
+        let c = parse_inspect(
+            br#"{"Id": "n", "NetworkSettings": {"IPAddress": "172.17.0.3", "Networks": null}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ip_address, "172.17.0.3");
         // `stopping` is a state of its own.
         let c =
             parse_inspect(br#"{"Id": "x", "State": {"Status": "stopping", "Pid": 7}}"#).unwrap();

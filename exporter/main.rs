@@ -153,6 +153,12 @@ struct CollectorFlags {
     /// Disable the logs collector.
     #[arg(long = "no-collector.logs", global = true)]
     no_logs: bool,
+    /// Enable the probe collector (active health probes, label lookout.probe).
+    #[arg(long = "collector.probe", global = true)]
+    probe: bool,
+    /// Disable the probe collector.
+    #[arg(long = "no-collector.probe", global = true)]
+    no_probe: bool,
 }
 
 impl CollectorFlags {
@@ -165,6 +171,7 @@ impl CollectorFlags {
             ("disk", self.disk, self.no_disk),
             ("gpu", self.gpu, self.no_gpu),
             ("logs", self.logs, self.no_logs),
+            ("probe", self.probe, self.no_probe),
         ];
         let mut out = Vec::new();
         for (name, on, off) in pairs {

@@ -18,6 +18,7 @@ pub mod docker;
 pub mod gpu;
 pub mod host;
 pub mod logs;
+pub mod probe;
 pub mod process;
 
 use std::future::Future;

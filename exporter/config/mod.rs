@@ -120,6 +120,8 @@ struct RawCollectors {
     disk: Option<RawDisk>,
     gpu: Option<RawGpu>,
     logs: Option<Vec<RawLogRule>>,
+    probe: Option<bool>,
+    probe_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,10 +226,18 @@ pub struct CollectorsConfig {
     /// Whether container logs are followed at all (`--no-collector.logs` turns it off; the file
     /// has no switch, since `collectors.logs` is the list of rules).
     pub logs_enabled: bool,
+    /// Whether containers with the label `lookout.probe` are probed (`collectors.probe`).
+    pub probe: bool,
+    /// How often each container's probe runs (`collectors.probe_interval`, at least
+    /// [`MIN_PROBE_INTERVAL`]); a probe times out after this or 10 s, whichever is shorter.
+    pub probe_interval: Duration,
 }
 
+/// The shortest `collectors.probe_interval`.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
-pub const COLLECTOR_NAMES: &[&str] = &["docker", "cgroup", "host", "disk", "gpu", "logs"];
+pub const COLLECTOR_NAMES: &[&str] = &["docker", "cgroup", "host", "disk", "gpu", "logs", "probe"];
 
 /// lookout's own HTTP paths, which the telemetry path may not take (besides `/api/...` and
 /// `/-/...`, which are reserved whole).
@@ -283,7 +293,7 @@ impl Config {
                 .collect::<Vec<_>>()
         };
         let (w, v) = (&self.web, &new.web);
-        let checks: [(&'static str, bool); 17] = [
+        let checks: [(&'static str, bool); 18] = [
             ("listen", self.listen != new.listen),
             ("paths", self.paths != new.paths),
             ("docker.host", self.docker.host != new.docker.host),
@@ -302,6 +312,10 @@ impl Config {
             (
                 "collectors.logs",
                 logs(a) != logs(b) || a.logs_enabled != b.logs_enabled,
+            ),
+            (
+                "collectors.probe",
+                a.probe != b.probe || a.probe_interval != b.probe_interval,
             ),
             ("state_dir", self.state_dir != new.state_dir),
             ("config file", self.source != new.source),
@@ -498,6 +512,8 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             disk: uc.disk.or(bc.disk),
             gpu: uc.gpu.or(bc.gpu),
             logs: uc.logs.or(bc.logs),
+            probe: uc.probe.or(bc.probe),
+            probe_interval: uc.probe_interval.or(bc.probe_interval),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -726,6 +742,7 @@ impl Validator {
             c.disk.enabled = false;
             c.gpu = GpuMode::Off;
             c.logs_enabled = false;
+            c.probe = false;
         }
         for (name, on) in &flags.collectors {
             let on = *on;
@@ -742,6 +759,7 @@ impl Validator {
                     }
                 }
                 "logs" => c.logs_enabled = on,
+                "probe" => c.probe = on,
                 _ => {
                     let origin = format!("--{}collector.{name}", if on { "" } else { "no-" });
                     self.outside(
@@ -934,6 +952,14 @@ impl Validator {
             }
         }
 
+        let probe_interval = c
+            .probe_interval
+            .as_deref()
+            .and_then(|s| {
+                self.duration_min("collectors.probe_interval", s, MIN_PROBE_INTERVAL, "30s")
+            })
+            .unwrap_or(Duration::from_secs(30));
+
         let state_dir = raw.state_dir.map(PathBuf::from);
         if let Some(rf) = &raw.rule_files {
             for (i, g) in rf.iter().enumerate() {
@@ -966,6 +992,8 @@ impl Validator {
             gpu,
             logs,
             logs_enabled: true,
+            probe: c.probe.unwrap_or(true),
+            probe_interval,
         };
         self.collector_flags(&mut collectors, flags);
         let a = raw.actions.unwrap_or_default();

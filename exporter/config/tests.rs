@@ -92,6 +92,34 @@ fn embedded_default_loads() {
     // default.yml's web: section says what WebConfig::default() says.
     assert_eq!(c.web, WebConfig::default());
     assert!(c.collectors.logs_enabled);
+    assert!(c.collectors.probe);
+    assert_eq!(c.collectors.probe_interval, Duration::from_secs(30));
+}
+
+#[test]
+fn probe_settings_and_flags() {
+    let f = file("collectors:\n  probe_interval: 1s\n");
+    let c = Config::load(Some(f.path()), &no_env, &Overrides::default()).unwrap();
+    assert!(c.collectors.probe);
+    assert_eq!(c.collectors.probe_interval, Duration::from_secs(1));
+    let c = with_collector_flags("collectors:\n  probe: false\n", false, &[]).unwrap();
+    assert!(!c.collectors.probe);
+    let c =
+        with_collector_flags("collectors:\n  probe: false\n", false, &[("probe", true)]).unwrap();
+    assert!(c.collectors.probe);
+    let c = with_collector_flags("", false, &[("probe", false)]).unwrap();
+    assert!(!c.collectors.probe);
+    let c = with_collector_flags("", true, &[]).unwrap();
+    assert!(!c.collectors.probe);
+    let f = file("collectors:\n  probe_interval: 100ms\n");
+    let err = Config::load(Some(f.path()), &no_env, &Overrides::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:2:19: collectors.probe_interval: must be at least 1s (e.g. 30s), got 100ms",
+            f.path().display()
+        )
+    );
 }
 
 #[test]
@@ -392,9 +420,9 @@ fn an_unknown_collector_flag_names_the_flag() {
         shown,
         [
             "--collector.foo: unknown collector; expected one of docker, cgroup, host, disk, \
-             gpu, logs",
+             gpu, logs, probe",
             "--no-collector.gpus: unknown collector; expected one of docker, cgroup, host, \
-             disk, gpu, logs",
+             disk, gpu, logs, probe",
         ]
     );
 }
@@ -448,8 +476,13 @@ fn web_and_collector_changes_need_a_restart() {
             "collectors.host",
             "collectors.disk",
             "collectors.gpu",
-            "collectors.logs"
+            "collectors.logs",
+            "collectors.probe"
         ]
+    );
+    assert_eq!(
+        change("collectors:\n  probe_interval: 5s\n", d()),
+        ["collectors.probe"]
     );
     // What a reload applies is not listed.
     assert!(change("interval: 3s\n", d()).is_empty());

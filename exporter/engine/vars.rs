@@ -134,6 +134,7 @@ pub const CONTAINER: &[Def<ContainerGet>] = &[
     Def { name: "gpu_memory_bytes", kind: Kind::Number, doc: "GPU memory used by its processes (0 when GPUs are watched and it uses none).", get: |s| num(s.c.derived.gpu_memory_bytes.map(|b| b as f64).or(if s.gpus_watched { Some(0.0) } else { None })) },
     Def { name: "log_matches_per_minute", kind: Kind::Number, doc: "Log lines matching its pattern per minute; missing when its logs are not followed.", get: |s| num(s.log_matches_per_minute) },
     Def { name: "last_log_match", kind: Kind::Text, doc: "The last matching log line (\"\" when none yet); missing when not followed.", get: |s| s.last_log_match.map(text).unwrap_or(Value::Empty) },
+    Def { name: "probe_ok", kind: Kind::Bool, doc: "Whether its last active probe (label `lookout.probe=http://:PORT/PATH` or `tcp://:PORT`) succeeded; missing without a probe, before its first result, and when not running.", get: |s| s.c.derived.probe.as_ref().map(|p| Value::Boolean(p.success)).unwrap_or(Value::Empty) },
 ];
 
 /// host scope.
@@ -198,7 +199,7 @@ macro_rules! names_of {
     }};
 }
 
-const CONTAINER_NAMES: &[&str] = names_of!(CONTAINER, 23);
+const CONTAINER_NAMES: &[&str] = names_of!(CONTAINER, 24);
 const HOST_NAMES: &[&str] = names_of!(HOST, 7);
 const FILESYSTEM_NAMES: &[&str] = names_of!(FILESYSTEM, 8);
 const GPU_NAMES: &[&str] = names_of!(GPU, 9);
@@ -667,6 +668,33 @@ mod tests {
         assert_eq!(host.get("uptime_seconds"), Some(&Value::Float(600.0)));
         assert_eq!(host.get("memory_percent"), Some(&Value::Empty));
         assert_eq!(host.get("swap_percent"), Some(&Value::Float(0.0)));
+    }
+
+    #[test]
+    fn probe_ok_is_the_last_result_or_unknown() {
+        let mut s = snap();
+        let result = |success| crate::snapshot::ProbeResult {
+            container_id: "web-id".into(),
+            success,
+            ..Default::default()
+        };
+        s.containers[0].derived.probe = Some(result(true));
+        let t = targets(&s, None, "box");
+        assert_eq!(t[0].get("probe_ok"), Some(&Value::Boolean(true)));
+        // No probe (or no result yet): unknown, so `probe_ok == false` does not fire.
+        assert_eq!(t[1].get("probe_ok"), Some(&Value::Empty));
+        s.containers[0].derived.probe = Some(result(false));
+        let t = targets(&s, None, "box");
+        assert_eq!(t[0].get("probe_ok"), Some(&Value::Boolean(false)));
+        // Between cycles, a container still running keeps its last result; a stopped one
+        // has none.
+        let c = container_between_cycles(&s.containers[0].info, &s, 1001.0);
+        assert_eq!(c.derived.probe, Some(result(false)));
+        let mut info = s.containers[0].info.clone();
+        info.state = State::Exited;
+        info.pid = 0;
+        let c = container_between_cycles(&info, &s, 1001.0);
+        assert_eq!(c.derived.probe, None);
     }
 
     #[test]

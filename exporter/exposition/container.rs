@@ -304,6 +304,27 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
     for (c, l) in all() {
         enc.sample("container_health_state", l, &[], c.info.health.gauge());
     }
+    enc.family(
+        "lookout_probe_success",
+        "Whether the container's last active probe (label lookout.probe) succeeded: 1 or 0.",
+        Kind::Gauge,
+    );
+    for (c, l) in all() {
+        if let Some(p) = &c.derived.probe {
+            let v = if p.success { 1.0 } else { 0.0 };
+            enc.sample("lookout_probe_success", l, &[], v);
+        }
+    }
+    enc.family(
+        "lookout_probe_duration_seconds",
+        "How long the container's last active probe took, in seconds.",
+        Kind::Gauge,
+    );
+    for (c, l) in all() {
+        if let Some(p) = &c.derived.probe {
+            enc.sample("lookout_probe_duration_seconds", l, &[], p.duration_seconds);
+        }
+    }
 
     encode_docker_facts(enc, snap, &labels);
 }
@@ -492,5 +513,32 @@ mod tests {
         assert!(text.contains("lookout_container_state{id=\"/docker/def\",image=\"\",name=\"old\",state=\"exited\"} 1\n"));
         // No block I/O devices reported: no series, not zeros.
         assert!(!text.contains("container_fs_reads_bytes_total{"));
+        // No probe results: the families, without series.
+        assert!(text.contains("# TYPE lookout_probe_success gauge\n"));
+        assert!(!text.contains("lookout_probe_success{"));
+    }
+
+    #[test]
+    fn probe_results_with_the_container_labels() {
+        let mut s = snap();
+        s.containers[0].derived.probe = Some(ProbeResult {
+            container_id: "abc".into(),
+            target: "http://172.17.0.2:8080/".into(),
+            success: true,
+            duration_seconds: 0.0125,
+            at: 1.0,
+            error: None,
+        });
+        let text = render(&s, Format::Text);
+        let l = "{id=\"/docker/abc\",image=\"bb:local\",name=\"web-1\",container_label_com_docker_compose_project=\"shop\"}";
+        assert!(
+            text.contains(&format!("lookout_probe_success{l} 1\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("lookout_probe_duration_seconds{l} 0.0125\n")));
+        assert!(!text.contains("lookout_probe_success{id=\"/docker/def\""));
+        s.containers[0].derived.probe.as_mut().unwrap().success = false;
+        let text = render(&s, Format::Text);
+        assert!(text.contains(&format!("lookout_probe_success{l} 0\n")));
     }
 }

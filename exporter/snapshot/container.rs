@@ -162,6 +162,10 @@ pub struct ContainerInfo {
     pub network_mode: String,
     /// HostConfig.CgroupParent, when set.
     pub cgroup_parent: String,
+    /// The container's IP address on its first network (networks in name order), else the
+    /// default bridge's; empty when it has none (not running, `host` or `none` network). Where
+    /// active probes (`lookout.probe`) without a host go.
+    pub ip_address: String,
     /// OOM events seen for this container since lookout started watching it.
     pub oom_events: u64,
     /// Restarts seen (new start times of a container that had started before), unix s, within
@@ -321,6 +325,9 @@ pub struct Derived {
     /// Restarts seen within the last 10 minutes.
     pub restarts_recent: u32,
     pub gpu_memory_bytes: Option<u64>,
+    /// The latest result of its active probe (label `lookout.probe`), while it runs; None
+    /// without a probe or before the first result.
+    pub probe: Option<super::ProbeResult>,
     /// Time of the sample the rates were computed at.
     pub sampled_at: f64,
 }

@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod host;
 pub mod labels;
 pub mod logs;
+pub mod probe;
 pub mod process;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ pub use gpu::*;
 pub use host::*;
 pub use labels::*;
 pub use logs::*;
+pub use probe::*;
 pub use process::*;
 
 /// What one collector contributed to a cycle.
@@ -30,6 +32,7 @@ pub enum Part {
     Disk(Vec<Filesystem>),
     Gpu(GpuPart),
     Logs(LogPart),
+    Probe(ProbePart),
 }
 
 /// How one collector fared in the cycle.
@@ -97,6 +100,7 @@ impl Snapshot {
     ) -> Snapshot {
         let mut inventory: Option<Inventory> = None;
         let mut cgroup = CgroupPart::default();
+        let mut probes = ProbePart::default();
         let mut snap = Snapshot {
             taken_at,
             collectors,
@@ -115,6 +119,7 @@ impl Snapshot {
                 Part::Disk(f) => snap.filesystems = f,
                 Part::Gpu(g) => snap.gpu = g,
                 Part::Logs(l) => snap.logs = l,
+                Part::Probe(p) => probes = p,
             }
         }
         if let (Some(h), Some(p)) = (&mut snap.host, prev.and_then(|p| p.host.as_deref())) {
@@ -141,6 +146,11 @@ impl Snapshot {
             .unwrap_or_default();
         let mut stats = cgroup.stats;
         let gpu_by_id = snap.gpu.memory_by_container();
+        let mut probe_by_id: HashMap<String, ProbeResult> = probes
+            .results
+            .into_iter()
+            .map(|r| (r.container_id.clone(), r))
+            .collect();
         let mut containers: Vec<Container> = inventory
             .map(|inv| inv.containers)
             .unwrap_or_default()
@@ -156,6 +166,10 @@ impl Snapshot {
                 c.derived =
                     Derived::compute(&c, prev, taken_at, snap.host_cpus, snap.host_memory_bytes);
                 c.derived.gpu_memory_bytes = gpu_by_id.get(info.id.as_str()).copied();
+                // Only running containers are probed; a result that raced a stop is dropped.
+                if info.state == State::Running {
+                    c.derived.probe = probe_by_id.remove(&info.id);
+                }
                 c
             })
             .collect();
