@@ -101,6 +101,11 @@ pub fn build_collectors(
     out
 }
 
+/// What failover actions act through, for a config (`docker.host`).
+pub fn runtime_client(config: &Config) -> anyhow::Result<Arc<dyn Runtime>> {
+    Ok(Arc::new(BollardDocker::new(&config.docker.host)?))
+}
+
 /// The Docker client for a config (`docker.host`).
 pub fn docker_client(config: &Config) -> anyhow::Result<Arc<dyn DockerApi>> {
     Ok(Arc::new(BollardDocker::new(&config.docker.host)?))

@@ -194,11 +194,13 @@ impl BollardDocker {
         })
     }
 
-    async fn client(&self) -> Result<Docker, DockerError> {
+    /// The negotiated bollard client (connecting first if there is none).
+    pub(crate) async fn client(&self) -> Result<Docker, DockerError> {
         connect(&self.host, &self.client).await
     }
 
-    fn map_err(&self, e: bollard::errors::Error) -> DockerError {
+    /// A bollard error as lookout's (a transport error forgets the client).
+    pub(crate) fn map_err(&self, e: bollard::errors::Error) -> DockerError {
         map_err(&self.host, &self.client, e)
     }
 }

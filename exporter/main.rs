@@ -706,11 +706,12 @@ async fn serve(cfg: Config, signals: Signals) -> anyhow::Result<()> {
             )
         })?;
     let docker = lookout::app::docker_client(&cfg)?;
+    let runtime = lookout::app::runtime_client(&cfg)?;
     let io = lookout::Io {
         listener,
         docker,
         reload,
-        runtime: None,
+        runtime: Some(runtime),
     };
     lookout::run(cfg, io, shutdown_signal(term, int)).await
 }
