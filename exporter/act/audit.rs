@@ -36,6 +36,12 @@ pub struct Record {
     /// What was done, in words ("restarted web-1 (attempt 2/5)").
     #[serde(default)]
     pub detail: String,
+    /// The alert's streak of failing scheduled evaluations when lookout acted.
+    #[serde(default)]
+    pub evaluations: u32,
+    /// Seconds from the evaluation that decided it to the call to Docker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_after_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default)]

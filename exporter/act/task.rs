@@ -279,6 +279,8 @@ impl Handle {
                 attempt,
                 error: error.to_string(),
                 detail,
+                evaluations: 0,
+                decided_after_s: None,
             },
             seconds,
         );
@@ -396,12 +398,19 @@ impl Handle {
         let alert = alert.clone();
         let spec = spec.clone();
         tokio::spawn(async move {
-            me.do_restart(&alert, &c, &spec, attempt).await;
+            me.do_restart(&alert, &c, &spec, attempt, now).await;
             me.st().busy.remove(&c.name);
         });
     }
 
-    async fn do_restart(&self, alert: &Alert, c: &ContainerInfo, spec: &Restart, attempt: u32) {
+    async fn do_restart(
+        &self,
+        alert: &Alert,
+        c: &ContainerInfo,
+        spec: &Restart,
+        attempt: u32,
+        decided: f64,
+    ) {
         let rule = rule_key(alert);
         let of = format!("(attempt {attempt}/{})", spec.max_attempts);
         if self.dry_run() {
@@ -419,39 +428,40 @@ impl Handle {
             self.say(alert, &c.name, "restart", "warning", msg);
             return;
         }
+        let decided_after = (crate::now_unix() - decided).max(0.0);
         let start = Instant::now();
         let r = self.runtime.restart(&c.id, spec.timeout).await;
         let took = start.elapsed().as_secs_f64();
-        match r {
-            Ok(()) => {
-                let msg = format!("restarted {} {of}", c.name);
-                self.record(
-                    &rule,
-                    &c.name,
-                    "restart",
-                    "success",
-                    attempt,
-                    "",
-                    msg.clone(),
-                    Some(took),
-                );
-                self.say(alert, &c.name, "restart", "warning", msg);
-            }
-            Err(e) => {
-                let msg = format!("could not restart {} {of}: {e}", c.name);
-                self.record(
-                    &rule,
-                    &c.name,
-                    "restart",
-                    "failure",
-                    attempt,
-                    &e.to_string(),
-                    msg.clone(),
-                    Some(took),
-                );
-                self.say(alert, &c.name, "restart", "critical", msg);
-            }
-        }
+        let (outcome, error, msg, severity) = match r {
+            Ok(()) => (
+                "success",
+                String::new(),
+                format!("restarted {} {of}", c.name),
+                "warning",
+            ),
+            Err(e) => (
+                "failure",
+                e.to_string(),
+                format!("could not restart {} {of}: {e}", c.name),
+                "critical",
+            ),
+        };
+        self.audit.record(
+            Record {
+                time: crate::notify::rfc3339(crate::now_unix()),
+                rule,
+                container: c.name.clone(),
+                action: "restart".into(),
+                outcome: outcome.into(),
+                attempt,
+                error,
+                detail: msg.clone(),
+                evaluations: alert.streak,
+                decided_after_s: Some(decided_after),
+            },
+            Some(took),
+        );
+        self.say(alert, &c.name, "restart", severity, msg);
     }
 
     /// Start the standby once per firing episode of the primary.
