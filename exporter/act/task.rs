@@ -1179,7 +1179,8 @@ impl ActTask {
                             }
                         }
                         Delivery::Tick { at, alerts, samples } => {
-                            let now = at.max(now);
+                            // Decisions are dated by the evaluation that made them.
+                            let now = if at > 0.0 { at.min(now) } else { now };
                             last.clear();
                             let mut scale_rules: BTreeMap<String, Vec<Scale>> = BTreeMap::new();
                             for a in &alerts {
