@@ -688,3 +688,79 @@ fn a_swarm_service_scales_within_max() {
         .count();
     assert_eq!(scaled, 1);
 }
+
+/// A person restarts a container through lookout (`lookout action restart NAME`, over
+/// loopback); the action webhook gets the rule's transitions.
+#[test]
+fn a_manual_restart_and_the_action_webhook() {
+    if !support::docker_or_skip("a_manual_restart_and_the_action_webhook") {
+        return;
+    }
+    let hook = HttpSink::start();
+    let automation = HttpSink::start();
+    let rules = format!(
+        r#"groups:
+  - name: failover
+    rules:
+      - alert: Exited
+        scope: container
+        expr: state == "exited"
+        actions:
+          - webhook: {{url: "{}/auto"}}
+"#,
+        automation.url
+    );
+    let lo = start("lookout-act-man", &rules, &hook, "");
+    let c = Container::run("lookout-act-man", &[], &["sleep", "3600"]);
+    wait_until(Duration::from_secs(15), || {
+        get(&lo.addr, "/api/v1/containers")
+            .text()
+            .contains(&c.name)
+            .then_some(())
+    })
+    .unwrap();
+    let before = inspect(&c.id, "{{.State.StartedAt}}");
+    let out = std::process::Command::new(support::lookout_bin())
+        .args([
+            "action",
+            "restart",
+            &c.name,
+            "--url",
+            &format!("http://{}", lo.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(inspect(&c.id, "{{.State.StartedAt}}"), before);
+    let rec = actions(&lo);
+    let manual = rec.iter().find(|a| a["rule"] == "manual");
+    let m = manual.unwrap_or_else(|| panic!("{rec:?}"));
+    assert_eq!(
+        (m["action"].as_str(), m["outcome"].as_str()),
+        (Some("restart"), Some("success"))
+    );
+    // An unknown container: refused, exit 1.
+    let out = std::process::Command::new(support::lookout_bin())
+        .args([
+            "action",
+            "restart",
+            "no-such-container",
+            "--url",
+            &format!("http://{}", lo.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // The webhook action: the firing transition is POSTed.
+    c.docker(&["kill"]);
+    let got = automation.wait_for(Duration::from_secs(20), |p| {
+        p.iter().find(|p| p.path == "/auto").map(|p| p.json())
+    });
+    let body = got.unwrap_or_else(|| panic!("{}", lo.log()));
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["container"], c.name.as_str());
+}

@@ -1,9 +1,10 @@
 //! `lookout action ...`: against a running lookout's HTTP API.
 
-use crate::notify::cli::{answer, api, client};
+use crate::notify::cli::{answer, api, client, client_with};
 
 async fn post(url: &str, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    let r = client()
+    // Under the server's own request timeout (30 s by default), which bounds an action.
+    let r = client_with(std::time::Duration::from_secs(60))
         .post(api(url, path))
         .json(&body)
         .send()

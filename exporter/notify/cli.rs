@@ -54,8 +54,13 @@ pub fn validate(cfg: &Config, loaded: &Loaded) -> Result<Vec<String>, String> {
 }
 
 pub(crate) fn client() -> reqwest::Client {
+    client_with(Duration::from_secs(10))
+}
+
+/// A client for lookout's API with a timeout (an action can take a container's stop timeout).
+pub(crate) fn client_with(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .build()
         .unwrap_or_default()
 }
