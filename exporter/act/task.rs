@@ -781,23 +781,7 @@ impl Handle {
                     "scaled the service {} from {now_n} to {target} replicas",
                     spec.service
                 );
-                if self.dry_run() {
-                    let msg = format!("dry run: would have {msg}");
-                    self.record(
-                        &rule,
-                        &spec.service,
-                        action,
-                        "dry_run",
-                        0,
-                        "",
-                        msg.clone(),
-                        None,
-                    );
-                    self.say(alert, &spec.service, action, "info", msg);
-                    return;
-                }
-                if !self.take_budget() {
-                    self.over_budget(alert, &spec.service, action);
+                if !self.may_scale(alert, &spec.service, action, &msg) {
                     return;
                 }
                 let r = self.runtime.scale_service(&svc, target).await;
@@ -862,14 +846,7 @@ impl Handle {
                 n,
                 n + 1
             );
-            if self.dry_run() {
-                let msg = format!("dry run: would have {msg}");
-                self.record(&rule, &name, action, "dry_run", 0, "", msg.clone(), None);
-                self.say(alert, &name, action, "info", msg);
-                return;
-            }
-            if !self.take_budget() {
-                self.over_budget(alert, &name, action);
+            if !self.may_scale(alert, &name, action, &msg) {
                 return;
             }
             let r = self
@@ -901,28 +878,37 @@ impl Handle {
                 n,
                 n - 1
             );
-            if self.dry_run() {
-                let msg = format!("dry run: would have {msg}");
-                self.record(
-                    &rule,
-                    &victim.name,
-                    action,
-                    "dry_run",
-                    0,
-                    "",
-                    msg.clone(),
-                    None,
-                );
-                self.say(alert, &victim.name, action, "info", msg);
-                return;
-            }
-            if !self.take_budget() {
-                self.over_budget(alert, &victim.name, action);
+            if !self.may_scale(alert, &victim.name, action, &msg) {
                 return;
             }
             let r = self.runtime.remove(&victim.id).await;
             self.finish(alert, &victim.name, action, r.map(|_| msg), start);
         }
+    }
+
+    /// A scaling step may go ahead: not in a dry run (recorded and announced instead) and
+    /// within the host-wide budget.
+    fn may_scale(&self, alert: &Alert, target: &str, action: &str, msg: &str) -> bool {
+        if self.dry_run() {
+            let msg = format!("dry run: would have {msg}");
+            self.record(
+                &rule_key(alert),
+                target,
+                action,
+                "dry_run",
+                0,
+                "",
+                msg.clone(),
+                None,
+            );
+            self.say(alert, target, action, "info", msg);
+            return false;
+        }
+        if !self.take_budget() {
+            self.over_budget(alert, target, action);
+            return false;
+        }
+        true
     }
 
     fn finish(

@@ -165,6 +165,26 @@ impl DockerState {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Call `sync` after every inventory event and every `tick` (for collectors that keep
+    /// per-container work in step with the inventory: log followers, probes). Runs forever.
+    pub async fn follow(&self, tick: Duration, mut sync: impl FnMut()) {
+        let mut events = self.subscribe();
+        let mut tick = tokio::time::interval(tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events_open = true;
+        loop {
+            tokio::select! {
+                ev = events.recv(), if events_open => {
+                    if let Err(broadcast::error::RecvError::Closed) = ev {
+                        events_open = false;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            sync();
+        }
+    }
+
     /// Put a container in the inventory (unit tests of the inventory's readers).
     #[cfg(test)]
     pub(crate) fn put_for_test(&self, info: ContainerInfo) {

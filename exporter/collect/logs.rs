@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use regex::bytes::Regex;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::docker::DockerState;
@@ -521,21 +521,8 @@ impl<D: DockerApi + ?Sized> Collector for LogCollector<D> {
 
 impl<D: DockerApi + ?Sized> Inner<D> {
     async fn supervise(self: Arc<Self>) {
-        let mut events = self.docker.subscribe();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut events_open = true;
-        loop {
-            tokio::select! {
-                ev = events.recv(), if events_open => {
-                    if let Err(broadcast::error::RecvError::Closed) = ev {
-                        events_open = false;
-                    }
-                }
-                _ = tick.tick() => {}
-            }
-            self.sync();
-        }
+        let docker = self.docker.clone();
+        docker.follow(TICK, || self.sync()).await;
     }
 
     /// Reconcile the followers with the inventory, if it changed.

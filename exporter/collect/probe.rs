@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::docker::DockerState;
@@ -409,21 +409,8 @@ impl Collector for ProbeCollector {
 
 impl Inner {
     async fn supervise(self: Arc<Self>) {
-        let mut events = self.docker.subscribe();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut events_open = true;
-        loop {
-            tokio::select! {
-                ev = events.recv(), if events_open => {
-                    if let Err(broadcast::error::RecvError::Closed) = ev {
-                        events_open = false;
-                    }
-                }
-                _ = tick.tick() => {}
-            }
-            self.sync();
-        }
+        let docker = self.docker.clone();
+        docker.follow(TICK, || self.sync()).await;
     }
 
     /// Reconcile the probe tasks with the inventory, if it changed.
