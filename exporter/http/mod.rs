@@ -299,16 +299,17 @@ async fn alerts(State(s): State<HttpState>) -> Response {
         .view
         .alerts
         .iter()
-        .map(|a| AlertJson {
+        .map(|a| (a, muted(&a.labels)))
+        .map(|(a, (silenced_by, inhibited))| AlertJson {
             labels: &a.labels,
             annotations: &a.annotations,
             state: a.state,
             value: a.value.as_deref(),
             active_at: rfc3339_millis(a.active_at),
             fired_at: a.fired_at.map(rfc3339_millis),
-            silenced_by: muted(&a.labels).0,
-            inhibited: muted(&a.labels).1,
-            silenced: !muted(&a.labels).0.is_empty(),
+            silenced: !silenced_by.is_empty(),
+            silenced_by,
+            inhibited,
         })
         .collect();
     Json(serde_json::json!({ "alerts": list })).into_response()
