@@ -159,6 +159,37 @@ struct CollectorFlags {
     /// Disable the probe collector.
     #[arg(long = "no-collector.probe", global = true)]
     no_probe: bool,
+    #[command(flatten)]
+    node: NodeCollectorFlags,
+}
+
+/// The flags of the node_exporter-style collectors: `--collector.<name>` and
+/// `--no-collector.<name>` for each, and their `(name, on)` list.
+macro_rules! node_collector_flags {
+    ($($name:ident $no:ident $what:literal;)*) => {
+        #[derive(Args, Clone, Default)]
+        struct NodeCollectorFlags {
+            $(
+                #[doc = concat!("Enable the ", stringify!($name), " collector (", $what, ").")]
+                #[arg(long = concat!("collector.", stringify!($name)), global = true)]
+                $name: bool,
+                #[doc = concat!("Disable the ", stringify!($name), " collector.")]
+                #[arg(long = concat!("no-collector.", stringify!($name)), global = true)]
+                $no: bool,
+            )*
+        }
+
+        impl NodeCollectorFlags {
+            fn pairs(&self) -> Vec<(&'static str, bool, bool)> {
+                vec![$((stringify!($name), self.$name, self.$no)),*]
+            }
+        }
+    };
+}
+
+node_collector_flags! {
+    stat no_stat "node_exporter's: context switches, interrupts, forks, processes";
+    filefd no_filefd "node_exporter's: allocated file handles";
 }
 
 impl CollectorFlags {
@@ -174,7 +205,7 @@ impl CollectorFlags {
             ("probe", self.probe, self.no_probe),
         ];
         let mut out = Vec::new();
-        for (name, on, off) in pairs {
+        for (name, on, off) in pairs.into_iter().chain(self.node.pairs()) {
             if on {
                 out.push((name.to_string(), true));
             }

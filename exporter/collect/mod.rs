@@ -15,11 +15,14 @@ pub mod cgroup;
 pub mod cycle;
 pub mod disk;
 pub mod docker;
+pub mod filefd;
 pub mod gpu;
 pub mod host;
 pub mod logs;
+pub mod node;
 pub mod probe;
 pub mod process;
+pub mod stat;
 
 use std::future::Future;
 use std::pin::Pin;

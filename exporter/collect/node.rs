@@ -1,0 +1,100 @@
+//! The node_exporter-style collectors (`stat`, `filefd`, ...): each is one function that reads
+//! its files under `paths.procfs` / `paths.sysfs` and returns its families whole; [`NodeCollector`]
+//! runs any of them as a [`Collector`] off the async threads.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{CollectError, CollectFuture, Collector};
+use crate::config::Paths;
+use crate::snapshot::{Family, NodePart, Part};
+
+/// Why a node_exporter-style collector has no families this cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeError {
+    /// It failed (a file it needs could not be read or parsed; the message names it).
+    Failed(String),
+    /// What it reads does not exist here (a kernel without the feature): no series, no failure.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeError::Failed(m) => write!(f, "{m}"),
+            NodeError::Unavailable(m) => write!(f, "not available: {m}"),
+        }
+    }
+}
+
+impl From<NodeError> for CollectError {
+    fn from(e: NodeError) -> CollectError {
+        match e {
+            NodeError::Failed(m) => CollectError::failed(m),
+            NodeError::Unavailable(m) => CollectError::Unavailable(m),
+        }
+    }
+}
+
+/// What one node_exporter-style collector does each cycle.
+pub type ReadFn = fn(&Paths) -> Result<Vec<Family>, NodeError>;
+
+/// The reader of each node_exporter-style collector, by name (the names are
+/// [`crate::config::NODE_COLLECTOR_NAMES`]).
+pub fn reader(name: &str) -> Option<ReadFn> {
+    Some(match name {
+        "stat" => super::stat::read,
+        "filefd" => super::filefd::read,
+        _ => return None,
+    })
+}
+
+/// Runs one node_exporter-style collector.
+pub struct NodeCollector {
+    name: &'static str,
+    paths: Paths,
+    read: ReadFn,
+}
+
+impl NodeCollector {
+    /// The collector `name` (one of [`crate::config::NODE_COLLECTOR_NAMES`]); None for another.
+    pub fn new(name: &'static str, paths: &Paths) -> Option<NodeCollector> {
+        Some(NodeCollector {
+            name,
+            paths: paths.clone(),
+            read: reader(name)?,
+        })
+    }
+
+    /// One collection, blocking.
+    pub fn read(&self) -> Result<Vec<Family>, NodeError> {
+        (self.read)(&self.paths)
+    }
+}
+
+impl Collector for NodeCollector {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn collect(self: Arc<Self>) -> CollectFuture {
+        Box::pin(async move {
+            let name = self.name;
+            let families = tokio::task::spawn_blocking(move || self.read())
+                .await
+                .map_err(|e| CollectError::failed(format!("{name} reader: {e}")))??;
+            Ok(Part::Node(NodePart { families }))
+        })
+    }
+}
+
+/// The whole of a file that must be there: a failure naming the file otherwise.
+pub(crate) fn read_file(path: &Path) -> Result<String, NodeError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| NodeError::Failed(format!("cannot read {}: {e}", path.display())))
+}
+
+/// A parse failure naming the file.
+pub(crate) fn parse_error(path: &Path, message: impl std::fmt::Display) -> NodeError {
+    NodeError::Failed(format!("cannot parse {}: {message}", path.display()))
+}

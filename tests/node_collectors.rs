@@ -1,0 +1,329 @@
+//! node_exporter's default Linux collectors that lookout carries under their own names
+//! (`stat`, `filefd`, ...): each over the frozen /proc and /sys tree of `tests/fixtures/host`
+//! against its golden exposition, through promtool, and against a live node_exporter on this
+//! machine (same families, types, label names; values within tolerance).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lookout::collect::node::{NodeCollector, NodeError};
+use lookout::config::{Config, Overrides, NODE_COLLECTOR_NAMES};
+use lookout::exposition::{render_node, Format};
+use lookout::snapshot::{Family, Snapshot};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host")
+}
+
+/// The default config with procfs `<root>/proc` and sysfs `<root>/sys`.
+fn config_at(root: &Path) -> Config {
+    let flags = Overrides {
+        procfs: Some(root.join("proc").display().to_string()),
+        sysfs: Some(root.join("sys").display().to_string()),
+        rootfs: Some(root.display().to_string()),
+        ..Default::default()
+    };
+    Config::load(None, &|_| None, &flags).expect("default config")
+}
+
+fn read(name: &'static str, root: &Path) -> Result<Vec<Family>, NodeError> {
+    let config = config_at(root);
+    NodeCollector::new(name, &config.paths)
+        .unwrap_or_else(|| panic!("no collector {name}"))
+        .read()
+}
+
+fn render(families: Vec<Family>, format: Format) -> String {
+    let snap = Snapshot {
+        node: families,
+        ..Default::default()
+    };
+    render_node(&snap, format)
+}
+
+/// One collector over the fixture tree, as Prometheus text.
+fn fixture_exposition(name: &'static str) -> String {
+    let families = read(name, &fixture()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    render(families, Format::Text)
+}
+
+#[test]
+fn every_collector_matches_its_golden() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    let mut differ = Vec::new();
+    for &name in NODE_COLLECTOR_NAMES {
+        let got = fixture_exposition(name);
+        let golden = fixture().join("node").join(format!("{name}.prom"));
+        if update {
+            std::fs::write(&golden, &got).unwrap();
+            eprintln!("rewrote {}", golden.display());
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+            panic!(
+                "{} missing: run with UPDATE_GOLDEN=1 to create it",
+                golden.display()
+            )
+        });
+        if got != want {
+            differ.push(format!(
+                "{name}: exposition differs from {}:\n--- got\n{got}--- want\n{want}",
+                golden.display()
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{}\n(UPDATE_GOLDEN=1 rewrites them after a deliberate change)",
+        differ.join("\n")
+    );
+}
+
+#[test]
+fn fixture_values_are_the_files_values() {
+    // Independent of the golden files: what node_exporter gives for this tree.
+    let all: String = NODE_COLLECTOR_NAMES
+        .iter()
+        .map(|n| fixture_exposition(n))
+        .collect();
+    let has = |line: &str| all.lines().any(|l| l == line);
+    for line in [
+        // stat
+        "node_context_switches_total 1345832",
+        "node_intr_total 850153",
+        "node_forks_total 28361",
+        "node_procs_running 3",
+        "node_procs_blocked 0",
+        // filefd: 1536 0 2466183
+        "node_filefd_allocated 1536",
+        "node_filefd_maximum 2466183",
+    ] {
+        assert!(has(line), "missing {line:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn fixture_exposition_passes_promtool() {
+    for format_name in NODE_COLLECTOR_NAMES {
+        let text = fixture_exposition(format_name);
+        if let Some(problems) =
+            support::promtool_problems("fixture_exposition_passes_promtool", &text)
+        {
+            assert!(
+                problems.is_empty(),
+                "{format_name}: promtool: {problems:#?}"
+            );
+        } else {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_missing_required_file_is_a_failure_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+    for name in ["stat", "filefd"] {
+        match read(name, dir.path()) {
+            Err(NodeError::Failed(message)) => {
+                assert!(message.contains("cannot read"), "{name}: {message}");
+                assert!(
+                    message.contains(&dir.path().display().to_string()),
+                    "{message}"
+                );
+            }
+            other => panic!("{name}: expected a failure, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn malformed_files_fail_cleanly_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("proc");
+    std::fs::create_dir_all(p.join("sys/fs")).unwrap();
+    std::fs::write(p.join("stat"), "cpu0 x\nctxt\n\u{0}\n").unwrap();
+    std::fs::write(p.join("sys/fs/file-nr"), "many\n").unwrap();
+    for name in ["stat", "filefd"] {
+        match read(name, dir.path()) {
+            Err(NodeError::Failed(message)) => {
+                assert!(message.contains("cannot parse"), "{name}: {message}")
+            }
+            other => panic!("{name}: expected a failure, got {other:?}"),
+        }
+    }
+}
+
+// ---- Against a live node_exporter ----------------------------------------------------------
+
+/// Kills and reaps the child when dropped, on panic too.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A parsed exposition: family → (type, samples as (sorted labels, value)).
+type Families = BTreeMap<String, (String, Vec<(Vec<(String, String)>, f64)>)>;
+
+/// Parse the Prometheus text format (enough of it for node_exporter and lookout).
+fn parse(text: &str) -> Families {
+    let mut out: Families = BTreeMap::new();
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value of {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut labels: Vec<(String, String)> = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        labels.sort();
+        let kind = types.get(name).cloned().unwrap_or_default();
+        out.entry(name.to_string())
+            .or_insert_with(|| (kind, Vec::new()))
+            .1
+            .push((labels, value));
+    }
+    out
+}
+
+/// How far lookout's later value may be from node_exporter's earlier one.
+fn within(name: &str, kind: &str, theirs: f64, ours: f64) -> bool {
+    // Moving gauges: any plausible value, close to theirs.
+    let slack = match name {
+        "node_procs_running" | "node_procs_blocked" => 64.0,
+        "node_filefd_allocated" => 4096.0,
+        _ => 0.0,
+    };
+    if slack > 0.0 {
+        return (ours - theirs).abs() <= slack;
+    }
+    match kind {
+        // Counters only grow between the two scrapes, by a little.
+        "counter" => ours >= theirs && ours <= theirs * 1.05 + 100_000.0,
+        _ => ours == theirs,
+    }
+}
+
+#[test]
+fn agrees_with_live_node_exporter() {
+    let bin = "/usr/bin/prometheus-node-exporter";
+    if !support::tool_or_skip("agrees_with_live_node_exporter", bin) {
+        return;
+    }
+    let port = support::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let collector_flags: Vec<String> = NODE_COLLECTOR_NAMES
+        .iter()
+        .map(|n| format!("--collector.{n}"))
+        .collect();
+    let _guard = KillOnDrop(
+        Command::new(bin)
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--collector.disable-defaults")
+            .args(&collector_flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node_exporter"),
+    );
+    let theirs = support::wait_until(Duration::from_secs(10), || {
+        support::request(&addr, "GET", "/metrics", &[])
+            .ok()
+            .map(|r| r.text())
+            .filter(|body| body.contains("node_scrape_collector_success"))
+    })
+    .unwrap_or_else(|| panic!("node_exporter did not answer on {addr}"));
+    let ours = Command::new(support::lookout_bin())
+        .args(["once", "--collector.disable-defaults"])
+        .args(&collector_flags)
+        .env("LOOKOUT_LOG", "warn")
+        .output()
+        .expect("run lookout once");
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let ours = String::from_utf8(ours.stdout).unwrap();
+
+    let (theirs, ours) = (parse(&theirs), parse(&ours));
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for (name, (kind, samples)) in &ours {
+        if !name.starts_with("node_") {
+            continue;
+        }
+        let Some((their_kind, their_samples)) = theirs.get(name) else {
+            continue;
+        };
+        compared += 1;
+        if kind != their_kind {
+            problems.push(format!("{name}: type {kind}, node_exporter's {their_kind}"));
+        }
+        let label_names = |s: &[(Vec<(String, String)>, f64)]| {
+            let mut v: Vec<Vec<String>> = s
+                .iter()
+                .map(|(l, _)| l.iter().map(|(k, _)| k.clone()).collect())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        if label_names(samples) != label_names(their_samples) {
+            problems.push(format!(
+                "{name}: label names {:?}, node_exporter's {:?}",
+                label_names(samples),
+                label_names(their_samples)
+            ));
+        }
+        for (labels, v) in samples {
+            let Some((_, t)) = their_samples.iter().find(|(l, _)| l == labels) else {
+                problems.push(format!("{name}{labels:?}: not in node_exporter's"));
+                continue;
+            };
+            if !within(name, kind, *t, *v) {
+                problems.push(format!("{name}{labels:?}: {v}, node_exporter's {t}"));
+            }
+        }
+    }
+    // Every family node_exporter has for these collectors, lookout has too (but its own
+    // `node_scrape_*`, and the boot time, which lookout's host collector exports).
+    for name in theirs.keys() {
+        let ours_too = ours.contains_key(name);
+        let skip = name.starts_with("node_scrape_")
+            || name.starts_with("node_exporter_")
+            || name == "node_boot_time_seconds"
+            || !name.starts_with("node_");
+        if !ours_too && !skip {
+            problems.push(format!("{name}: node_exporter has it, lookout does not"));
+        }
+    }
+    assert!(compared >= 5, "too few families compared: {compared}");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
