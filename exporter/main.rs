@@ -190,6 +190,7 @@ macro_rules! node_collector_flags {
 node_collector_flags! {
     stat no_stat "node_exporter's: context switches, interrupts, forks, processes";
     filefd no_filefd "node_exporter's: allocated file handles";
+    vmstat no_vmstat "node_exporter's: paging, swapping, OOM kills";
 }
 
 impl CollectorFlags {

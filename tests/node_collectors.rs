@@ -101,9 +101,17 @@ fn fixture_values_are_the_files_values() {
         // filefd: 1536 0 2466183
         "node_filefd_allocated 1536",
         "node_filefd_maximum 2466183",
+        // vmstat: only the default fields, untyped.
+        "node_vmstat_pgfault 301526648",
+        "node_vmstat_oom_kill 9",
+        "# TYPE node_vmstat_pswpin untyped",
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
+    assert!(
+        !all.contains("node_vmstat_nr_free_pages"),
+        "outside vmstat's fields"
+    );
 }
 
 #[test]
@@ -123,11 +131,14 @@ fn fixture_exposition_passes_promtool() {
     }
 }
 
+/// The collectors whose files every Linux has: a missing one is a failure.
+const REQUIRED: [&str; 3] = ["stat", "filefd", "vmstat"];
+
 #[test]
 fn a_missing_required_file_is_a_failure_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("proc")).unwrap();
-    for name in ["stat", "filefd"] {
+    for name in REQUIRED {
         match read(name, dir.path()) {
             Err(NodeError::Failed(message)) => {
                 assert!(message.contains("cannot read"), "{name}: {message}");
@@ -148,7 +159,8 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::create_dir_all(p.join("sys/fs")).unwrap();
     std::fs::write(p.join("stat"), "cpu0 x\nctxt\n\u{0}\n").unwrap();
     std::fs::write(p.join("sys/fs/file-nr"), "many\n").unwrap();
-    for name in ["stat", "filefd"] {
+    std::fs::write(p.join("vmstat"), "pgfault\n").unwrap();
+    for name in REQUIRED {
         match read(name, dir.path()) {
             Err(NodeError::Failed(message)) => {
                 assert!(message.contains("cannot parse"), "{name}: {message}")
@@ -224,8 +236,9 @@ fn within(name: &str, kind: &str, theirs: f64, ours: f64) -> bool {
         return (ours - theirs).abs() <= slack;
     }
     match kind {
-        // Counters only grow between the two scrapes, by a little.
-        "counter" => ours >= theirs && ours <= theirs * 1.05 + 100_000.0,
+        // Counters only grow between the two scrapes, by a little; node_exporter's untyped
+        // families here are counters too, but for the gauges named above.
+        "counter" | "untyped" => ours >= theirs && ours <= theirs * 1.05 + 100_000.0,
         _ => ours == theirs,
     }
 }

@@ -23,6 +23,7 @@ pub mod node;
 pub mod probe;
 pub mod process;
 pub mod stat;
+pub mod vmstat;
 
 use std::future::Future;
 use std::pin::Pin;

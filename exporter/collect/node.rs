@@ -45,6 +45,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
     Some(match name {
         "stat" => super::stat::read,
         "filefd" => super::filefd::read,
+        "vmstat" => super::vmstat::read,
         _ => return None,
     })
 }

@@ -124,6 +124,7 @@ struct RawCollectors {
     probe_interval: Option<String>,
     stat: Option<bool>,
     filefd: Option<bool>,
+    vmstat: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,7 +243,7 @@ pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
 pub const COLLECTOR_NAMES: &[&str] = &[
-    "docker", "cgroup", "host", "disk", "gpu", "logs", "probe", "stat", "filefd",
+    "docker", "cgroup", "host", "disk", "gpu", "logs", "probe", "stat", "filefd", "vmstat",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -582,6 +583,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             probe_interval: uc.probe_interval.or(bc.probe_interval),
             stat: uc.stat.or(bc.stat),
             filefd: uc.filefd.or(bc.filefd),
+            vmstat: uc.vmstat.or(bc.vmstat),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1031,7 +1033,7 @@ impl Validator {
             .unwrap_or(Duration::from_secs(30));
 
         let mut node = NodeCollectors::default();
-        for (name, on) in [("stat", c.stat), ("filefd", c.filefd)] {
+        for (name, on) in [("stat", c.stat), ("filefd", c.filefd), ("vmstat", c.vmstat)] {
             if let Some(on) = on {
                 node.set(name, on);
             }
