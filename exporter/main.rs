@@ -191,6 +191,7 @@ node_collector_flags! {
     stat no_stat "node_exporter's: context switches, interrupts, forks, processes";
     filefd no_filefd "node_exporter's: allocated file handles";
     vmstat no_vmstat "node_exporter's: paging, swapping, OOM kills";
+    sockstat no_sockstat "node_exporter's: sockets in use per protocol";
 }
 
 impl CollectorFlags {

@@ -105,6 +105,13 @@ fn fixture_values_are_the_files_values() {
         "node_vmstat_pgfault 301526648",
         "node_vmstat_oom_kill 9",
         "# TYPE node_vmstat_pswpin untyped",
+        // sockstat: mem in pages, also in bytes.
+        "node_sockstat_sockets_used 229",
+        "node_sockstat_TCP_tw 4",
+        "node_sockstat_TCP_mem 3",
+        "node_sockstat_UDP_inuse 2",
+        "node_sockstat_TCP6_inuse 3",
+        "node_sockstat_FRAG6_memory 0",
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -112,6 +119,9 @@ fn fixture_values_are_the_files_values() {
         !all.contains("node_vmstat_nr_free_pages"),
         "outside vmstat's fields"
     );
+    // The page size is this machine's.
+    let page = support::sample(&all, "node_sockstat_TCP_mem_bytes", &[]).unwrap();
+    assert!(page == 3.0 * 4096.0 || page == 3.0 * 16384.0 || page == 3.0 * 65536.0);
 }
 
 #[test]
@@ -152,6 +162,26 @@ fn a_missing_required_file_is_a_failure_naming_it() {
     }
 }
 
+/// The collectors whose files a kernel may lack: without them, no series and no failure.
+const OPTIONAL: [&str; 1] = ["sockstat"];
+
+#[test]
+fn a_missing_optional_source_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("proc/net")).unwrap();
+    for name in OPTIONAL {
+        match read(name, dir.path()) {
+            Err(NodeError::Unavailable(_)) => {}
+            other => panic!("{name}: expected unavailable, got {other:?}"),
+        }
+    }
+    // Only IPv4 (IPv6 disabled): IPv4's series, no failure.
+    std::fs::write(dir.path().join("proc/net/sockstat"), "TCP: inuse 1\n").unwrap();
+    let f = read("sockstat", dir.path()).unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].name, "node_sockstat_TCP_inuse");
+}
+
 #[test]
 fn malformed_files_fail_cleanly_never_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,7 +190,9 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::write(p.join("stat"), "cpu0 x\nctxt\n\u{0}\n").unwrap();
     std::fs::write(p.join("sys/fs/file-nr"), "many\n").unwrap();
     std::fs::write(p.join("vmstat"), "pgfault\n").unwrap();
-    for name in REQUIRED {
+    std::fs::create_dir_all(p.join("net")).unwrap();
+    std::fs::write(p.join("net/sockstat"), "TCP: inuse\n").unwrap();
+    for name in REQUIRED.iter().chain(&OPTIONAL) {
         match read(name, dir.path()) {
             Err(NodeError::Failed(message)) => {
                 assert!(message.contains("cannot parse"), "{name}: {message}")
@@ -233,6 +265,15 @@ fn within(name: &str, kind: &str, theirs: f64, ours: f64) -> bool {
         _ => 0.0,
     };
     if slack > 0.0 {
+        return (ours - theirs).abs() <= slack;
+    }
+    // Sockets come and go between the scrapes.
+    if name.starts_with("node_sockstat_") {
+        let slack = if name.ends_with("_bytes") {
+            (16 << 20) as f64
+        } else {
+            1024.0
+        };
         return (ours - theirs).abs() <= slack;
     }
     match kind {

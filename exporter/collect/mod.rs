@@ -22,6 +22,7 @@ pub mod logs;
 pub mod node;
 pub mod probe;
 pub mod process;
+pub mod sockstat;
 pub mod stat;
 pub mod vmstat;
 

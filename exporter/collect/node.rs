@@ -46,6 +46,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "stat" => super::stat::read,
         "filefd" => super::filefd::read,
         "vmstat" => super::vmstat::read,
+        "sockstat" => super::sockstat::read,
         _ => return None,
     })
 }
@@ -93,6 +94,29 @@ impl Collector for NodeCollector {
 pub(crate) fn read_file(path: &Path) -> Result<String, NodeError> {
     std::fs::read_to_string(path)
         .map_err(|e| NodeError::Failed(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The whole of a file that may be absent (a kernel without the feature): None when it is.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, NodeError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NodeError::Failed(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The size of a memory page, for counts the kernel gives in pages.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
+    }
 }
 
 /// A parse failure naming the file.

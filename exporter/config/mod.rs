@@ -125,6 +125,7 @@ struct RawCollectors {
     stat: Option<bool>,
     filefd: Option<bool>,
     vmstat: Option<bool>,
+    sockstat: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +245,7 @@ pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
 pub const COLLECTOR_NAMES: &[&str] = &[
     "docker", "cgroup", "host", "disk", "gpu", "logs", "probe", "stat", "filefd", "vmstat",
+    "sockstat",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -584,6 +586,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             stat: uc.stat.or(bc.stat),
             filefd: uc.filefd.or(bc.filefd),
             vmstat: uc.vmstat.or(bc.vmstat),
+            sockstat: uc.sockstat.or(bc.sockstat),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1033,7 +1036,12 @@ impl Validator {
             .unwrap_or(Duration::from_secs(30));
 
         let mut node = NodeCollectors::default();
-        for (name, on) in [("stat", c.stat), ("filefd", c.filefd), ("vmstat", c.vmstat)] {
+        for (name, on) in [
+            ("stat", c.stat),
+            ("filefd", c.filefd),
+            ("vmstat", c.vmstat),
+            ("sockstat", c.sockstat),
+        ] {
             if let Some(on) = on {
                 node.set(name, on);
             }
