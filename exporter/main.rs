@@ -192,6 +192,7 @@ node_collector_flags! {
     filefd no_filefd "node_exporter's: allocated file handles";
     vmstat no_vmstat "node_exporter's: paging, swapping, OOM kills";
     sockstat no_sockstat "node_exporter's: sockets in use per protocol";
+    netstat no_netstat "node_exporter's: TCP, UDP, IP and ICMP counters";
 }
 
 impl CollectorFlags {

@@ -112,12 +112,23 @@ fn fixture_values_are_the_files_values() {
         "node_sockstat_UDP_inuse 2",
         "node_sockstat_TCP6_inuse 3",
         "node_sockstat_FRAG6_memory 0",
+        // netstat: from netstat, snmp and snmp6, untyped.
+        "node_netstat_TcpExt_ListenDrops 17",
+        "node_netstat_Tcp_InSegs 467486",
+        "node_netstat_Ip6_OutOctets 367864",
+        "node_netstat_IpExt_InOctets 5193295320",
+        "# TYPE node_netstat_Tcp_CurrEstab untyped",
+        "# HELP node_netstat_Icmp6_OutMsgs Statistic Icmp6OutMsgs.",
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
     assert!(
         !all.contains("node_vmstat_nr_free_pages"),
         "outside vmstat's fields"
+    );
+    assert!(
+        !all.contains("node_netstat_Tcp_MaxConn"),
+        "outside netstat's fields"
     );
     // The page size is this machine's.
     let page = support::sample(&all, "node_sockstat_TCP_mem_bytes", &[]).unwrap();
@@ -142,7 +153,7 @@ fn fixture_exposition_passes_promtool() {
 }
 
 /// The collectors whose files every Linux has: a missing one is a failure.
-const REQUIRED: [&str; 3] = ["stat", "filefd", "vmstat"];
+const REQUIRED: [&str; 4] = ["stat", "filefd", "vmstat", "netstat"];
 
 #[test]
 fn a_missing_required_file_is_a_failure_naming_it() {
@@ -192,6 +203,7 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::write(p.join("vmstat"), "pgfault\n").unwrap();
     std::fs::create_dir_all(p.join("net")).unwrap();
     std::fs::write(p.join("net/sockstat"), "TCP: inuse\n").unwrap();
+    std::fs::write(p.join("net/netstat"), "TcpExt: A B\nTcpExt: 1\n").unwrap();
     for name in REQUIRED.iter().chain(&OPTIONAL) {
         match read(name, dir.path()) {
             Err(NodeError::Failed(message)) => {
@@ -262,6 +274,7 @@ fn within(name: &str, kind: &str, theirs: f64, ours: f64) -> bool {
     let slack = match name {
         "node_procs_running" | "node_procs_blocked" => 64.0,
         "node_filefd_allocated" => 4096.0,
+        "node_netstat_Tcp_CurrEstab" => 1024.0,
         _ => 0.0,
     };
     if slack > 0.0 {

@@ -19,6 +19,7 @@ pub mod filefd;
 pub mod gpu;
 pub mod host;
 pub mod logs;
+pub mod netstat;
 pub mod node;
 pub mod probe;
 pub mod process;

@@ -47,6 +47,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "filefd" => super::filefd::read,
         "vmstat" => super::vmstat::read,
         "sockstat" => super::sockstat::read,
+        "netstat" => super::netstat::read,
         _ => return None,
     })
 }

@@ -126,6 +126,7 @@ struct RawCollectors {
     filefd: Option<bool>,
     vmstat: Option<bool>,
     sockstat: Option<bool>,
+    netstat: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,7 +246,7 @@ pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
 pub const COLLECTOR_NAMES: &[&str] = &[
     "docker", "cgroup", "host", "disk", "gpu", "logs", "probe", "stat", "filefd", "vmstat",
-    "sockstat",
+    "sockstat", "netstat",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -587,6 +588,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             filefd: uc.filefd.or(bc.filefd),
             vmstat: uc.vmstat.or(bc.vmstat),
             sockstat: uc.sockstat.or(bc.sockstat),
+            netstat: uc.netstat.or(bc.netstat),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1041,6 +1043,7 @@ impl Validator {
             ("filefd", c.filefd),
             ("vmstat", c.vmstat),
             ("sockstat", c.sockstat),
+            ("netstat", c.netstat),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
