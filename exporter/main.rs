@@ -193,6 +193,7 @@ node_collector_flags! {
     vmstat no_vmstat "node_exporter's: paging, swapping, OOM kills";
     sockstat no_sockstat "node_exporter's: sockets in use per protocol";
     netstat no_netstat "node_exporter's: TCP, UDP, IP and ICMP counters";
+    time no_time "node_exporter's: system time, time zone, clocksources";
 }
 
 impl CollectorFlags {

@@ -25,6 +25,7 @@ pub mod probe;
 pub mod process;
 pub mod sockstat;
 pub mod stat;
+pub mod time;
 pub mod vmstat;
 
 use std::future::Future;

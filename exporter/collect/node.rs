@@ -48,6 +48,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "vmstat" => super::vmstat::read,
         "sockstat" => super::sockstat::read,
         "netstat" => super::netstat::read,
+        "time" => super::time::read,
         _ => return None,
     })
 }

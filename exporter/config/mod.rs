@@ -127,6 +127,7 @@ struct RawCollectors {
     vmstat: Option<bool>,
     sockstat: Option<bool>,
     netstat: Option<bool>,
+    time: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,7 +247,7 @@ pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
 pub const COLLECTOR_NAMES: &[&str] = &[
     "docker", "cgroup", "host", "disk", "gpu", "logs", "probe", "stat", "filefd", "vmstat",
-    "sockstat", "netstat",
+    "sockstat", "netstat", "time",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -589,6 +590,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             vmstat: uc.vmstat.or(bc.vmstat),
             sockstat: uc.sockstat.or(bc.sockstat),
             netstat: uc.netstat.or(bc.netstat),
+            time: uc.time.or(bc.time),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1044,6 +1046,7 @@ impl Validator {
             ("vmstat", c.vmstat),
             ("sockstat", c.sockstat),
             ("netstat", c.netstat),
+            ("time", c.time),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
