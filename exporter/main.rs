@@ -194,6 +194,7 @@ node_collector_flags! {
     sockstat no_sockstat "node_exporter's: sockets in use per protocol";
     netstat no_netstat "node_exporter's: TCP, UDP, IP and ICMP counters";
     time no_time "node_exporter's: system time, time zone, clocksources";
+    timex no_timex "node_exporter's: the kernel clock's discipline, through adjtimex";
 }
 
 impl CollectorFlags {

@@ -26,6 +26,7 @@ pub mod process;
 pub mod sockstat;
 pub mod stat;
 pub mod time;
+pub mod timex;
 pub mod vmstat;
 
 use std::future::Future;

@@ -49,6 +49,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "sockstat" => super::sockstat::read,
         "netstat" => super::netstat::read,
         "time" => super::time::read,
+        "timex" => super::timex::read,
         _ => return None,
     })
 }

@@ -128,6 +128,7 @@ struct RawCollectors {
     sockstat: Option<bool>,
     netstat: Option<bool>,
     time: Option<bool>,
+    timex: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,7 +248,7 @@ pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
 pub const COLLECTOR_NAMES: &[&str] = &[
     "docker", "cgroup", "host", "disk", "gpu", "logs", "probe", "stat", "filefd", "vmstat",
-    "sockstat", "netstat", "time",
+    "sockstat", "netstat", "time", "timex",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -591,6 +592,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             sockstat: uc.sockstat.or(bc.sockstat),
             netstat: uc.netstat.or(bc.netstat),
             time: uc.time.or(bc.time),
+            timex: uc.timex.or(bc.timex),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1047,6 +1049,7 @@ impl Validator {
             ("sockstat", c.sockstat),
             ("netstat", c.netstat),
             ("time", c.time),
+            ("timex", c.timex),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
