@@ -195,6 +195,8 @@ node_collector_flags! {
     netstat no_netstat "node_exporter's: TCP, UDP, IP and ICMP counters";
     time no_time "node_exporter's: system time, time zone, clocksources";
     timex no_timex "node_exporter's: the kernel clock's discipline, through adjtimex";
+    entropy no_entropy "node_exporter's: the kernel's entropy pool";
+    conntrack no_conntrack "node_exporter's: netfilter connection tracking entries";
 }
 
 impl CollectorFlags {

@@ -152,6 +152,11 @@ fn fixture_values_are_the_files_values() {
         // time: the fixture's clocksources.
         r#"node_time_clocksource_available_info{clocksource="hpet",device="0"} 1"#,
         r#"node_time_clocksource_current_info{clocksource="tsc",device="0"} 1"#,
+        // entropy, conntrack
+        "node_entropy_available_bits 3541",
+        "node_entropy_pool_size_bits 4096",
+        "node_nf_conntrack_entries 85",
+        "node_nf_conntrack_entries_limit 262144",
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -193,7 +198,7 @@ fn fixture_exposition_passes_promtool() {
 }
 
 /// The collectors whose files every Linux has: a missing one is a failure.
-const REQUIRED: [&str; 4] = ["stat", "filefd", "vmstat", "netstat"];
+const REQUIRED: [&str; 5] = ["stat", "filefd", "vmstat", "netstat", "entropy"];
 
 #[test]
 fn a_missing_required_file_is_a_failure_naming_it() {
@@ -214,7 +219,7 @@ fn a_missing_required_file_is_a_failure_naming_it() {
 }
 
 /// The collectors whose files a kernel may lack: without them, no series and no failure.
-const OPTIONAL: [&str; 1] = ["sockstat"];
+const OPTIONAL: [&str; 2] = ["sockstat", "conntrack"];
 
 #[test]
 fn a_missing_optional_source_is_unavailable() {
@@ -244,6 +249,12 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::create_dir_all(p.join("net")).unwrap();
     std::fs::write(p.join("net/sockstat"), "TCP: inuse\n").unwrap();
     std::fs::write(p.join("net/netstat"), "TcpExt: A B\nTcpExt: 1\n").unwrap();
+    std::fs::create_dir_all(p.join("sys/kernel/random")).unwrap();
+    std::fs::write(p.join("sys/kernel/random/entropy_avail"), "lots\n").unwrap();
+    std::fs::write(p.join("sys/kernel/random/poolsize"), "256\n").unwrap();
+    std::fs::create_dir_all(p.join("sys/net/netfilter")).unwrap();
+    std::fs::write(p.join("sys/net/netfilter/nf_conntrack_count"), "-1\n").unwrap();
+    std::fs::write(p.join("sys/net/netfilter/nf_conntrack_max"), "1\n").unwrap();
     for name in REQUIRED.iter().chain(&OPTIONAL) {
         match read(name, dir.path()) {
             Err(NodeError::Failed(message)) => {
@@ -316,6 +327,7 @@ fn within(name: &str, kind: &str, theirs: f64, ours: f64) -> bool {
         "node_filefd_allocated" => 4096.0,
         "node_netstat_Tcp_CurrEstab" => 1024.0,
         "node_time_seconds" => 30.0,
+        "node_entropy_available_bits" | "node_nf_conntrack_entries" => 4096.0,
         // The clock's error estimates grow between the scrapes; the offset moves.
         "node_timex_maxerror_seconds"
         | "node_timex_estimated_error_seconds"
@@ -426,12 +438,14 @@ fn agrees_with_live_node_exporter() {
         }
     }
     // Every family node_exporter has for these collectors, lookout has too (but its own
-    // `node_scrape_*`, and the boot time, which lookout's host collector exports).
+    // `node_scrape_*`, the boot time, which lookout's host collector exports, and conntrack's
+    // per-CPU `node_nf_conntrack_stat_*`, which lookout does not carry).
     for name in theirs.keys() {
         let ours_too = ours.contains_key(name);
         let skip = name.starts_with("node_scrape_")
             || name.starts_with("node_exporter_")
             || name == "node_boot_time_seconds"
+            || name.starts_with("node_nf_conntrack_stat_")
             || !name.starts_with("node_");
         if !ours_too && !skip {
             problems.push(format!("{name}: node_exporter has it, lookout does not"));

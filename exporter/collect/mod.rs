@@ -12,9 +12,11 @@
 //! running", and the cycle after it returns starts a fresh run.
 
 pub mod cgroup;
+pub mod conntrack;
 pub mod cycle;
 pub mod disk;
 pub mod docker;
+pub mod entropy;
 pub mod filefd;
 pub mod gpu;
 pub mod host;

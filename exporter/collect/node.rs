@@ -50,6 +50,8 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "netstat" => super::netstat::read,
         "time" => super::time::read,
         "timex" => super::timex::read,
+        "entropy" => super::entropy::read,
+        "conntrack" => super::conntrack::read,
         _ => return None,
     })
 }
@@ -120,6 +122,13 @@ pub(crate) fn page_size() -> u64 {
     } else {
         4096
     }
+}
+
+/// A file holding one number (a sysctl under `/proc/sys`).
+pub(crate) fn parse_number(path: &Path, text: &str) -> Result<u64, NodeError> {
+    let t = text.trim();
+    t.parse()
+        .map_err(|_| parse_error(path, format!("expected a number, got {t:?}")))
 }
 
 /// A parse failure naming the file.

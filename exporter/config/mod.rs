@@ -129,6 +129,8 @@ struct RawCollectors {
     netstat: Option<bool>,
     time: Option<bool>,
     timex: Option<bool>,
+    entropy: Option<bool>,
+    conntrack: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,8 +249,22 @@ pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
 pub const COLLECTOR_NAMES: &[&str] = &[
-    "docker", "cgroup", "host", "disk", "gpu", "logs", "probe", "stat", "filefd", "vmstat",
-    "sockstat", "netstat", "time", "timex",
+    "docker",
+    "cgroup",
+    "host",
+    "disk",
+    "gpu",
+    "logs",
+    "probe",
+    "stat",
+    "filefd",
+    "vmstat",
+    "sockstat",
+    "netstat",
+    "time",
+    "timex",
+    "entropy",
+    "conntrack",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -593,6 +609,8 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             netstat: uc.netstat.or(bc.netstat),
             time: uc.time.or(bc.time),
             timex: uc.timex.or(bc.timex),
+            entropy: uc.entropy.or(bc.entropy),
+            conntrack: uc.conntrack.or(bc.conntrack),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1050,6 +1068,8 @@ impl Validator {
             ("netstat", c.netstat),
             ("time", c.time),
             ("timex", c.timex),
+            ("entropy", c.entropy),
+            ("conntrack", c.conntrack),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
