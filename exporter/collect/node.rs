@@ -135,3 +135,49 @@ pub(crate) fn parse_number(path: &Path, text: &str) -> Result<u64, NodeError> {
 pub(crate) fn parse_error(path: &Path, message: impl std::fmt::Display) -> NodeError {
     NodeError::Failed(format!("cannot parse {}: {message}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn paths(root: &Path) -> Paths {
+        Paths {
+            procfs: root.join("proc"),
+            sysfs: root.join("sys"),
+            rootfs: PathBuf::from(root),
+        }
+    }
+
+    #[test]
+    fn every_name_has_a_reader() {
+        for name in crate::config::NODE_COLLECTOR_NAMES {
+            assert!(reader(name).is_some(), "{name}");
+        }
+        assert!(reader("host").is_none());
+        assert!(NodeCollector::new("nope", &paths(Path::new("/"))).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_runner_sees_failures_and_absences() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let run = |name| Arc::new(NodeCollector::new(name, &p).unwrap()).collect();
+        match run("filefd").await {
+            Err(CollectError::Failed { message, .. }) => {
+                assert!(message.contains("file-nr"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run("conntrack").await,
+            Err(CollectError::Unavailable(_))
+        ));
+        std::fs::create_dir_all(dir.path().join("proc/sys/fs")).unwrap();
+        std::fs::write(dir.path().join("proc/sys/fs/file-nr"), "1 0 2\n").unwrap();
+        match run("filefd").await {
+            Ok(Part::Node(n)) => assert_eq!(n.families.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -407,6 +407,23 @@ mod tests {
     }
 
     #[test]
+    fn untyped_is_unknown_in_openmetrics() {
+        let enc = || {
+            let mut e = Encoder::new(0);
+            e.single("node_vmstat_pgfault", "A field.", Kind::Untyped, 7.0);
+            e
+        };
+        assert_eq!(
+            enc().into_string(Format::Text),
+            "# HELP node_vmstat_pgfault A field.\n# TYPE node_vmstat_pgfault untyped\nnode_vmstat_pgfault 7\n"
+        );
+        assert_eq!(
+            enc().into_string(Format::OpenMetrics),
+            "# HELP node_vmstat_pgfault A field.\n# TYPE node_vmstat_pgfault unknown\nnode_vmstat_pgfault 7\n# EOF\n"
+        );
+    }
+
+    #[test]
     fn negotiation() {
         assert_eq!(Format::negotiate(None), Format::Text);
         assert_eq!(
