@@ -170,11 +170,17 @@ macro_rules! node_collector_flags {
         #[derive(Args, Clone, Default)]
         struct NodeCollectorFlags {
             $(
-                #[doc = concat!("Enable the ", stringify!($name), " collector (", $what, ").")]
-                #[arg(long = concat!("collector.", stringify!($name)), global = true)]
+                #[arg(
+                    long = concat!("collector.", stringify!($name)),
+                    help = concat!("Enable the ", stringify!($name), " collector (", $what, ")"),
+                    global = true
+                )]
                 $name: bool,
-                #[doc = concat!("Disable the ", stringify!($name), " collector.")]
-                #[arg(long = concat!("no-collector.", stringify!($name)), global = true)]
+                #[arg(
+                    long = concat!("no-collector.", stringify!($name)),
+                    help = concat!("Disable the ", stringify!($name), " collector"),
+                    global = true
+                )]
                 $no: bool,
             )*
         }

@@ -454,3 +454,47 @@ fn agrees_with_live_node_exporter() {
     assert!(compared >= 5, "too few families compared: {compared}");
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+#[test]
+fn each_collector_has_its_flags() {
+    let help = Command::new(support::lookout_bin())
+        .arg("--help")
+        .output()
+        .expect("lookout --help");
+    let help = String::from_utf8(help.stdout).unwrap();
+    for name in NODE_COLLECTOR_NAMES {
+        for flag in [
+            format!("--collector.{name}"),
+            format!("--no-collector.{name}"),
+        ] {
+            assert!(
+                help.lines()
+                    .any(|l| l.trim() == flag || l.trim().starts_with(&format!("{flag} "))),
+                "{flag} missing from --help"
+            );
+        }
+    }
+    // --no-collector.<name> after --collector.<name> turns it off again; disable-defaults
+    // leaves only those named.
+    let out = Command::new(support::lookout_bin())
+        .args([
+            "once",
+            "--collector.disable-defaults",
+            "--collector.stat",
+            "--collector.filefd",
+            "--no-collector.stat",
+        ])
+        .env("LOOKOUT_LOG", "warn")
+        .output()
+        .expect("lookout once");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nnode_filefd_maximum "), "{text}");
+    assert!(!text.contains("node_forks_total"), "{text}");
+    assert!(!text.contains("node_cpu_seconds_total"), "host is off");
+    assert!(text.contains(r#"lookout_collector_success{collector="filefd"} 1"#));
+}
