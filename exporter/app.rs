@@ -26,6 +26,7 @@ use crate::collect::docker::{self, DockerCollector, DockerState};
 use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::host::{self, HostCollector};
 use crate::collect::logs::LogCollector;
+use crate::collect::node::NodeCollector;
 use crate::collect::probe::ProbeCollector;
 use crate::collect::{Collector, Runner};
 use crate::config::{Config, GpuMode};
@@ -68,6 +69,11 @@ pub fn build_collectors(
     }
     if config.collectors.host {
         out.push(Arc::new(HostCollector::new(&config.paths.procfs)));
+    }
+    for name in config.collectors.node.enabled_names() {
+        if let Some(c) = NodeCollector::new(name, &config.paths) {
+            out.push(Arc::new(c));
+        }
     }
     if config.collectors.disk.enabled {
         out.push(Arc::new(DiskCollector::new(

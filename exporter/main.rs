@@ -159,6 +159,50 @@ struct CollectorFlags {
     /// Disable the probe collector.
     #[arg(long = "no-collector.probe", global = true)]
     no_probe: bool,
+    #[command(flatten)]
+    node: NodeCollectorFlags,
+}
+
+/// The flags of the node_exporter-style collectors: `--collector.<name>` and
+/// `--no-collector.<name>` for each, and their `(name, on)` list.
+macro_rules! node_collector_flags {
+    ($($name:ident $no:ident $what:literal;)*) => {
+        #[derive(Args, Clone, Default)]
+        struct NodeCollectorFlags {
+            $(
+                #[arg(
+                    long = concat!("collector.", stringify!($name)),
+                    help = concat!("Enable the ", stringify!($name), " collector (", $what, ")"),
+                    global = true
+                )]
+                $name: bool,
+                #[arg(
+                    long = concat!("no-collector.", stringify!($name)),
+                    help = concat!("Disable the ", stringify!($name), " collector"),
+                    global = true
+                )]
+                $no: bool,
+            )*
+        }
+
+        impl NodeCollectorFlags {
+            fn pairs(&self) -> Vec<(&'static str, bool, bool)> {
+                vec![$((stringify!($name), self.$name, self.$no)),*]
+            }
+        }
+    };
+}
+
+node_collector_flags! {
+    stat no_stat "node_exporter's: context switches, interrupts, forks, processes";
+    filefd no_filefd "node_exporter's: allocated file handles";
+    vmstat no_vmstat "node_exporter's: paging, swapping, OOM kills";
+    sockstat no_sockstat "node_exporter's: sockets in use per protocol";
+    netstat no_netstat "node_exporter's: TCP, UDP, IP and ICMP counters";
+    time no_time "node_exporter's: system time, time zone, clocksources";
+    timex no_timex "node_exporter's: the kernel clock's discipline, through adjtimex";
+    entropy no_entropy "node_exporter's: the kernel's entropy pool";
+    conntrack no_conntrack "node_exporter's: netfilter connection tracking entries";
 }
 
 impl CollectorFlags {
@@ -174,7 +218,7 @@ impl CollectorFlags {
             ("probe", self.probe, self.no_probe),
         ];
         let mut out = Vec::new();
-        for (name, on, off) in pairs {
+        for (name, on, off) in pairs.into_iter().chain(self.node.pairs()) {
             if on {
                 out.push((name.to_string(), true));
             }

@@ -65,10 +65,9 @@ impl HostCollector {
     pub fn read(&self) -> (HostStats, Vec<HostError>) {
         let mut stats = HostStats::default();
         let mut errors = Vec::new();
-        if let Some((cpus, boot)) = self.file("stat", &mut errors, |t| parse_stat(t, self.user_hz))
-        {
-            stats.cpus = cpus;
-            stats.boot_time = boot;
+        if let Some(st) = self.file("stat", &mut errors, |t| parse_stat(t, self.user_hz)) {
+            stats.cpus = st.cpus;
+            stats.boot_time = st.boot_time;
         }
         if let Some(m) = self.file("meminfo", &mut errors, parse_meminfo) {
             stats.memory = m;
@@ -170,45 +169,88 @@ fn num<T: std::str::FromStr>(field: Option<&str>, what: &str) -> Result<T, Strin
         .map_err(|_| format!("expected a number for {what}; got {f:?}"))
 }
 
-/// `/proc/stat`: the per-CPU lines (`cpuN ...`, in ticks) and `btime`. The aggregate `cpu`
-/// line is skipped, as node_exporter does.
-pub fn parse_stat(text: &str, user_hz: f64) -> Result<(Vec<CpuTimes>, f64), String> {
-    let mut cpus = Vec::new();
+/// What `/proc/stat` holds: the CPU times and boot time (the host collector's) and the
+/// counters node_exporter's `stat` collector exports (the `stat` collector's). A counter whose
+/// line is missing (an old kernel) or malformed is None.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stat {
+    pub cpus: Vec<CpuTimes>,
+    pub boot_time: f64,
+    /// `ctxt`.
+    pub context_switches: Option<u64>,
+    /// `intr`'s first number: the total of every interrupt serviced.
+    pub interrupts: Option<u64>,
+    /// `processes`: forks since boot.
+    pub forks: Option<u64>,
+    pub procs_running: Option<u64>,
+    pub procs_blocked: Option<u64>,
+}
+
+/// `/proc/stat`: the per-CPU lines (`cpuN ...`, in ticks), `btime`, and the counters of
+/// node_exporter's `stat` collector. The aggregate `cpu` line is skipped, as node_exporter
+/// does. The one parser of this file.
+pub fn parse_stat(text: &str, user_hz: f64) -> Result<Stat, String> {
+    let mut st = Stat::default();
     let mut boot = None;
     for line in text.lines() {
         let mut f = line.split_ascii_whitespace();
         let Some(key) = f.next() else { continue };
-        if key == "btime" {
-            boot = Some(num::<u64>(f.next(), "btime")? as f64);
-        } else if let Some(id) = key.strip_prefix("cpu").filter(|s| !s.is_empty()) {
-            let cpu = num::<u32>(Some(id), "cpu number")?;
-            // Older kernels have fewer columns; absent ones are 0.
-            let mut t = [0.0f64; 8];
-            for (i, slot) in t.iter_mut().enumerate() {
-                match f.next() {
-                    Some(v) => *slot = num::<u64>(Some(v), key)? as f64 / user_hz,
-                    None if i >= 4 => break,
-                    None => return Err(format!("{key}: expected at least 4 columns")),
-                }
+        let counter = match key {
+            "btime" => {
+                boot = Some(num::<u64>(f.next(), "btime")? as f64);
+                continue;
             }
-            cpus.push(CpuTimes {
-                cpu,
-                user: t[0],
-                nice: t[1],
-                system: t[2],
-                idle: t[3],
-                iowait: t[4],
-                irq: t[5],
-                softirq: t[6],
-                steal: t[7],
-            });
-        }
+            "ctxt" => &mut st.context_switches,
+            "intr" => &mut st.interrupts,
+            "processes" => &mut st.forks,
+            "procs_running" => &mut st.procs_running,
+            "procs_blocked" => &mut st.procs_blocked,
+            _ => {
+                if let Some(id) = key.strip_prefix("cpu").filter(|s| !s.is_empty()) {
+                    st.cpus.push(parse_cpu_line(key, id, f, user_hz)?);
+                }
+                continue;
+            }
+        };
+        // A malformed counter line is skipped: it costs only its own series, never the CPU
+        // times of the host collector.
+        *counter = num::<u64>(f.next(), key).ok();
     }
-    if cpus.is_empty() {
+    if st.cpus.is_empty() {
         return Err("no cpuN lines".into());
     }
-    let boot = boot.ok_or("no btime line")?;
-    Ok((cpus, boot))
+    st.boot_time = boot.ok_or("no btime line")?;
+    Ok(st)
+}
+
+/// One `cpuN` line's columns, ticks converted to seconds.
+fn parse_cpu_line<'a>(
+    key: &str,
+    id: &str,
+    mut f: impl Iterator<Item = &'a str>,
+    user_hz: f64,
+) -> Result<CpuTimes, String> {
+    let cpu = num::<u32>(Some(id), "cpu number")?;
+    // Older kernels have fewer columns; absent ones are 0.
+    let mut t = [0.0f64; 8];
+    for (i, slot) in t.iter_mut().enumerate() {
+        match f.next() {
+            Some(v) => *slot = num::<u64>(Some(v), key)? as f64 / user_hz,
+            None if i >= 4 => break,
+            None => return Err(format!("{key}: expected at least 4 columns")),
+        }
+    }
+    Ok(CpuTimes {
+        cpu,
+        user: t[0],
+        nice: t[1],
+        system: t[2],
+        idle: t[3],
+        iowait: t[4],
+        irq: t[5],
+        softirq: t[6],
+        steal: t[7],
+    })
 }
 
 /// `/proc/meminfo`, named as node_exporter names it: `Active(anon)` → `Active_anon`; lines
@@ -508,8 +550,14 @@ mod tests {
         let text = "cpu  300 0 100 900 10 0 5 2 0 0\n\
                     cpu0 150 0 50 450 5 0 3 1 0 0\n\
                     cpu1 150 7 50 450 5 1 2 1 0 0\n\
-                    intr 1 2 3\nbtime 1700000000\nprocesses 5\n";
-        let (cpus, boot) = parse_stat(text, 100.0).unwrap();
+                    intr 1 2 3\nbtime 1700000000\nprocesses 5\nctxt 9\n\
+                    procs_running 2\nprocs_blocked 1\n";
+        let st = parse_stat(text, 100.0).unwrap();
+        assert_eq!(st.interrupts, Some(1));
+        assert_eq!(st.forks, Some(5));
+        assert_eq!(st.context_switches, Some(9));
+        assert_eq!((st.procs_running, st.procs_blocked), (Some(2), Some(1)));
+        let (cpus, boot) = (st.cpus, st.boot_time);
         assert_eq!(boot, 1_700_000_000.0);
         assert_eq!(cpus.len(), 2);
         assert_eq!(cpus[1].cpu, 1);
@@ -520,9 +568,12 @@ mod tests {
         assert!(parse_stat("cpu0 1 2 3 4\n", 100.0).is_err(), "no btime");
         assert!(parse_stat("cpu0 1 2 x 4\nbtime 1\n", 100.0).is_err());
         // A 2.6-era kernel without iowait and later columns.
-        let (old, _) = parse_stat("cpu0 1 2 3 4\nbtime 1\n", 100.0).unwrap();
-        assert_eq!(old[0].idle, 0.04);
-        assert_eq!(old[0].steal, 0.0);
+        let old = parse_stat("cpu0 1 2 3 4\nbtime 1\n", 100.0).unwrap();
+        assert_eq!(old.cpus[0].idle, 0.04);
+        assert_eq!(old.cpus[0].steal, 0.0);
+        assert_eq!(old.context_switches, None, "an absent line is no value");
+        let bad = parse_stat("cpu0 1 2 3 4\nbtime 1\nctxt x\nprocesses 3\n", 100.0).unwrap();
+        assert_eq!((bad.context_switches, bad.forks), (None, Some(3)));
     }
 
     #[test]

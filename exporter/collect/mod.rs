@@ -12,14 +12,24 @@
 //! running", and the cycle after it returns starts a fresh run.
 
 pub mod cgroup;
+pub mod conntrack;
 pub mod cycle;
 pub mod disk;
 pub mod docker;
+pub mod entropy;
+pub mod filefd;
 pub mod gpu;
 pub mod host;
 pub mod logs;
+pub mod netstat;
+pub mod node;
 pub mod probe;
 pub mod process;
+pub mod sockstat;
+pub mod stat;
+pub mod time;
+pub mod timex;
+pub mod vmstat;
 
 use std::future::Future;
 use std::pin::Pin;

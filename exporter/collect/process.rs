@@ -44,8 +44,9 @@ pub fn read_self() -> Result<ProcessStats, String> {
         parse_limits(&read("/proc/self/limits")?).map_err(|e| format!("/proc/self/limits: {e}"))?;
     let hz = super::host::user_hz();
     // One /proc/stat parser: the host collector's.
-    let (_, boot_time) = super::host::parse_stat(&read("/proc/stat")?, hz)
-        .map_err(|e| format!("/proc/stat: {e}"))?;
+    let boot_time = super::host::parse_stat(&read("/proc/stat")?, hz)
+        .map_err(|e| format!("/proc/stat: {e}"))?
+        .boot_time;
     let open_fds = count_entries(Path::new("/proc/self/fd"))?;
     Ok(process_stats(
         &stat,

@@ -122,6 +122,15 @@ struct RawCollectors {
     logs: Option<Vec<RawLogRule>>,
     probe: Option<bool>,
     probe_interval: Option<String>,
+    stat: Option<bool>,
+    filefd: Option<bool>,
+    vmstat: Option<bool>,
+    sockstat: Option<bool>,
+    netstat: Option<bool>,
+    time: Option<bool>,
+    timex: Option<bool>,
+    entropy: Option<bool>,
+    conntrack: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,13 +240,88 @@ pub struct CollectorsConfig {
     /// How often each container's probe runs (`collectors.probe_interval`, at least
     /// [`MIN_PROBE_INTERVAL`]); a probe times out after this or 10 s, whichever is shorter.
     pub probe_interval: Duration,
+    /// The node_exporter-style collectors (`collectors.stat`, `collectors.filefd`, ...).
+    pub node: NodeCollectors,
 }
 
 /// The shortest `collectors.probe_interval`.
 pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
-pub const COLLECTOR_NAMES: &[&str] = &["docker", "cgroup", "host", "disk", "gpu", "logs", "probe"];
+pub const COLLECTOR_NAMES: &[&str] = &[
+    "docker",
+    "cgroup",
+    "host",
+    "disk",
+    "gpu",
+    "logs",
+    "probe",
+    "stat",
+    "filefd",
+    "vmstat",
+    "sockstat",
+    "netstat",
+    "time",
+    "timex",
+    "entropy",
+    "conntrack",
+];
+
+/// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
+/// [`COLLECTOR_NAMES`]; each is on unless turned off.
+pub const NODE_COLLECTOR_NAMES: &[&str] = COLLECTOR_NAMES.split_at(7).1;
+
+/// Which node_exporter-style collectors ([`NODE_COLLECTOR_NAMES`]) run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCollectors {
+    on: [bool; NODE_COLLECTOR_NAMES.len()],
+}
+
+impl Default for NodeCollectors {
+    /// All on, as in node_exporter.
+    fn default() -> NodeCollectors {
+        NodeCollectors {
+            on: [true; NODE_COLLECTOR_NAMES.len()],
+        }
+    }
+}
+
+impl NodeCollectors {
+    /// All off (`--collector.disable-defaults`).
+    pub fn none() -> NodeCollectors {
+        NodeCollectors {
+            on: [false; NODE_COLLECTOR_NAMES.len()],
+        }
+    }
+
+    /// Whether `name` runs (false for a name that is not one of them).
+    pub fn enabled(&self, name: &str) -> bool {
+        NODE_COLLECTOR_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .is_some_and(|i| self.on[i])
+    }
+
+    /// Turn `name` on or off; false when it is not one of them.
+    pub fn set(&mut self, name: &str, on: bool) -> bool {
+        match NODE_COLLECTOR_NAMES.iter().position(|n| *n == name) {
+            Some(i) => {
+                self.on[i] = on;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The names of those that run, in [`NODE_COLLECTOR_NAMES`]'s order.
+    pub fn enabled_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        NODE_COLLECTOR_NAMES
+            .iter()
+            .zip(self.on)
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+    }
+}
 
 /// lookout's own HTTP paths, which the telemetry path may not take (besides `/api/...` and
 /// `/-/...`, which are reserved whole).
@@ -293,7 +377,7 @@ impl Config {
                 .collect::<Vec<_>>()
         };
         let (w, v) = (&self.web, &new.web);
-        let checks: [(&'static str, bool); 18] = [
+        let checks: [(&'static str, bool); 19] = [
             ("listen", self.listen != new.listen),
             ("paths", self.paths != new.paths),
             ("docker.host", self.docker.host != new.docker.host),
@@ -316,6 +400,10 @@ impl Config {
             (
                 "collectors.probe",
                 a.probe != b.probe || a.probe_interval != b.probe_interval,
+            ),
+            (
+                "collectors (node_exporter's: stat, filefd, ...)",
+                a.node != b.node,
             ),
             ("state_dir", self.state_dir != new.state_dir),
             ("config file", self.source != new.source),
@@ -514,6 +602,15 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             logs: uc.logs.or(bc.logs),
             probe: uc.probe.or(bc.probe),
             probe_interval: uc.probe_interval.or(bc.probe_interval),
+            stat: uc.stat.or(bc.stat),
+            filefd: uc.filefd.or(bc.filefd),
+            vmstat: uc.vmstat.or(bc.vmstat),
+            sockstat: uc.sockstat.or(bc.sockstat),
+            netstat: uc.netstat.or(bc.netstat),
+            time: uc.time.or(bc.time),
+            timex: uc.timex.or(bc.timex),
+            entropy: uc.entropy.or(bc.entropy),
+            conntrack: uc.conntrack.or(bc.conntrack),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -743,6 +840,7 @@ impl Validator {
             c.gpu = GpuMode::Off;
             c.logs_enabled = false;
             c.probe = false;
+            c.node = NodeCollectors::none();
         }
         for (name, on) in &flags.collectors {
             let on = *on;
@@ -760,6 +858,7 @@ impl Validator {
                 }
                 "logs" => c.logs_enabled = on,
                 "probe" => c.probe = on,
+                other if c.node.set(other, on) => {}
                 _ => {
                     let origin = format!("--{}collector.{name}", if on { "" } else { "no-" });
                     self.outside(
@@ -960,6 +1059,23 @@ impl Validator {
             })
             .unwrap_or(Duration::from_secs(30));
 
+        let mut node = NodeCollectors::default();
+        for (name, on) in [
+            ("stat", c.stat),
+            ("filefd", c.filefd),
+            ("vmstat", c.vmstat),
+            ("sockstat", c.sockstat),
+            ("netstat", c.netstat),
+            ("time", c.time),
+            ("timex", c.timex),
+            ("entropy", c.entropy),
+            ("conntrack", c.conntrack),
+        ] {
+            if let Some(on) = on {
+                node.set(name, on);
+            }
+        }
+
         let state_dir = raw.state_dir.map(PathBuf::from);
         if let Some(rf) = &raw.rule_files {
             for (i, g) in rf.iter().enumerate() {
@@ -994,6 +1110,7 @@ impl Validator {
             logs_enabled: true,
             probe: c.probe.unwrap_or(true),
             probe_interval,
+            node,
         };
         self.collector_flags(&mut collectors, flags);
         let a = raw.actions.unwrap_or_default();

@@ -412,6 +412,32 @@ fn collector_flags_apply_over_the_file() {
 }
 
 #[test]
+fn node_exporter_style_collectors_follow_file_and_flags() {
+    let names = |c: &Config| c.collectors.node.enabled_names().collect::<Vec<_>>();
+    // All on by default, as in node_exporter.
+    let c = with_collector_flags("", false, &[]).unwrap();
+    assert_eq!(names(&c), NODE_COLLECTOR_NAMES);
+    // The file turns one off; a flag turns it on again; another flag turns another off.
+    let c = with_collector_flags("collectors:\n  stat: false\n", false, &[]).unwrap();
+    assert!(!c.collectors.node.enabled("stat"));
+    assert!(c.collectors.node.enabled("filefd"));
+    let c = with_collector_flags(
+        "collectors:\n  stat: false\n",
+        false,
+        &[("stat", true), ("filefd", false)],
+    )
+    .unwrap();
+    assert!(c.collectors.node.enabled("stat"));
+    assert!(!c.collectors.node.enabled("filefd"));
+    // disable-defaults turns them off with the rest; a flag turns one on.
+    let c = with_collector_flags("", true, &[("filefd", true)]).unwrap();
+    assert_eq!(names(&c), ["filefd"]);
+    assert!(!c.collectors.host);
+    // A wrong type in the file is an error.
+    assert!(with_collector_flags("collectors:\n  filefd: maybe\n", false, &[]).is_err());
+}
+
+#[test]
 fn an_unknown_collector_flag_names_the_flag() {
     let err = with_collector_flags("", false, &[("foo", true), ("gpus", false), ("host", true)])
         .unwrap_err();
@@ -419,10 +445,16 @@ fn an_unknown_collector_flag_names_the_flag() {
     assert_eq!(
         shown,
         [
-            "--collector.foo: unknown collector; expected one of docker, cgroup, host, disk, \
-             gpu, logs, probe",
-            "--no-collector.gpus: unknown collector; expected one of docker, cgroup, host, \
-             disk, gpu, logs, probe",
+            format!(
+                "--collector.foo: unknown collector; expected one of docker, cgroup, host, disk, \
+                 gpu, logs, probe, {}",
+                NODE_COLLECTOR_NAMES.join(", ")
+            ),
+            format!(
+                "--no-collector.gpus: unknown collector; expected one of docker, cgroup, host, \
+                 disk, gpu, logs, probe, {}",
+                NODE_COLLECTOR_NAMES.join(", ")
+            ),
         ]
     );
 }
@@ -477,8 +509,13 @@ fn web_and_collector_changes_need_a_restart() {
             "collectors.disk",
             "collectors.gpu",
             "collectors.logs",
-            "collectors.probe"
+            "collectors.probe",
+            "collectors (node_exporter's: stat, filefd, ...)",
         ]
+    );
+    assert_eq!(
+        change("collectors:\n  filefd: false\n", d()),
+        ["collectors (node_exporter's: stat, filefd, ...)"]
     );
     assert_eq!(
         change("collectors:\n  probe_interval: 5s\n", d()),

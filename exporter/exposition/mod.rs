@@ -13,6 +13,7 @@ mod disk;
 mod gpu;
 mod host;
 mod logs;
+mod node;
 mod selfmetrics;
 
 use std::fmt::Write;
@@ -71,6 +72,9 @@ pub enum Kind {
     Gauge,
     /// Samples `<name>_bucket{le=...}`, `<name>_sum`, `<name>_count`, written by the caller.
     Histogram,
+    /// node_exporter's untyped families (`node_vmstat_*`, `node_netstat_*`): `untyped` in the
+    /// text format, `unknown` in OpenMetrics.
+    Untyped,
 }
 
 /// Writes families and samples once, for both formats. The buffer holds the text-0.0.4
@@ -171,6 +175,8 @@ fn write_header(h: &mut String, name: &str, help: &str, kind: Kind, format: Form
         Kind::Counter => " counter\n",
         Kind::Gauge => " gauge\n",
         Kind::Histogram => " histogram\n",
+        Kind::Untyped if format == Format::OpenMetrics => " unknown\n",
+        Kind::Untyped => " untyped\n",
     });
 }
 
@@ -270,6 +276,7 @@ fn encode_all(snap: &Snapshot, status: Option<&Status>, capacity: usize) -> Enco
     selfmetrics::encode(&mut enc, snap, status);
     container::encode(&mut enc, snap);
     host::encode(&mut enc, snap);
+    node::encode(&mut enc, snap);
     disk::encode(&mut enc, snap);
     gpu::encode(&mut enc, snap);
     logs::encode(&mut enc, snap);
@@ -295,6 +302,14 @@ pub fn render_host_disk(snap: &Snapshot, format: Format) -> String {
     let mut enc = Encoder::new(16384);
     host::encode(&mut enc, snap);
     disk::encode(&mut enc, snap);
+    enc.into_string(format)
+}
+
+/// Only the node_exporter-style collectors' families (`stat`, `filefd`, ...), for the golden
+/// tests.
+pub fn render_node(snap: &Snapshot, format: Format) -> String {
+    let mut enc = Encoder::new(16384);
+    node::encode(&mut enc, snap);
     enc.into_string(format)
 }
 
@@ -388,6 +403,23 @@ mod tests {
         assert_eq!(
             o.into_string(Format::OpenMetrics),
             "# HELP x An \\\"x\\\".\n# TYPE x counter\nx_total 3\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn untyped_is_unknown_in_openmetrics() {
+        let enc = || {
+            let mut e = Encoder::new(0);
+            e.single("node_vmstat_pgfault", "A field.", Kind::Untyped, 7.0);
+            e
+        };
+        assert_eq!(
+            enc().into_string(Format::Text),
+            "# HELP node_vmstat_pgfault A field.\n# TYPE node_vmstat_pgfault untyped\nnode_vmstat_pgfault 7\n"
+        );
+        assert_eq!(
+            enc().into_string(Format::OpenMetrics),
+            "# HELP node_vmstat_pgfault A field.\n# TYPE node_vmstat_pgfault unknown\nnode_vmstat_pgfault 7\n# EOF\n"
         );
     }
 

@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod host;
 pub mod labels;
 pub mod logs;
+pub mod node;
 pub mod probe;
 pub mod process;
 
@@ -20,6 +21,7 @@ pub use gpu::*;
 pub use host::*;
 pub use labels::*;
 pub use logs::*;
+pub use node::*;
 pub use probe::*;
 pub use process::*;
 
@@ -33,6 +35,8 @@ pub enum Part {
     Gpu(GpuPart),
     Logs(LogPart),
     Probe(ProbePart),
+    /// A node_exporter-style collector's families (`stat`, `filefd`, ...).
+    Node(NodePart),
 }
 
 /// How one collector fared in the cycle.
@@ -74,6 +78,8 @@ pub struct Snapshot {
     pub filesystems: Vec<Filesystem>,
     pub gpu: GpuPart,
     pub logs: LogPart,
+    /// The node_exporter-style collectors' families, in collector order.
+    pub node: Vec<Family>,
     pub collectors: Vec<CollectorStatus>,
     /// Allow-listed Docker labels, exported as `container_label_<sanitized>`.
     pub label_allowlist: Arc<LabelAllowlist>,
@@ -120,6 +126,7 @@ impl Snapshot {
                 Part::Gpu(g) => snap.gpu = g,
                 Part::Logs(l) => snap.logs = l,
                 Part::Probe(p) => probes = p,
+                Part::Node(n) => snap.node.extend(n.families),
             }
         }
         if let (Some(h), Some(p)) = (&mut snap.host, prev.and_then(|p| p.host.as_deref())) {

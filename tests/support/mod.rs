@@ -374,8 +374,9 @@ impl Lookout {
 
 /// Lint an exposition with `promtool check metrics` (Debian's prometheus package). Returns the
 /// complaints other than the names a compatibility contract dictates: node_exporter's camelCase
-/// meminfo names, and DCGM's camelCase labels and counters without `_total`. None when promtool
-/// is not installed (a failure under `LOOKOUT_REQUIRE_TOOLS=1`).
+/// meminfo and netstat names and its entropy families in bits, and DCGM's camelCase labels and
+/// counters without `_total`. None when promtool is not installed (a failure under
+/// `LOOKOUT_REQUIRE_TOOLS=1`).
 pub fn promtool_problems(test: &str, text: &str) -> Option<Vec<String>> {
     if !tool_or_skip(test, "/usr/bin/promtool") {
         return None;
@@ -400,12 +401,16 @@ pub fn promtool_problems(test: &str, text: &str) -> Option<Vec<String>> {
         String::from_utf8_lossy(&out.stderr)
     );
     let accepted = |l: &str| {
-        let meminfo = l.starts_with("node_memory_")
+        // node_exporter's meminfo and netstat names keep the kernel's field names.
+        let meminfo = (l.starts_with("node_memory_") || l.starts_with("node_netstat_"))
             && l.ends_with("metric names should be written in 'snake_case' not 'camelCase'");
         let dcgm = l.starts_with("DCGM_FI_DEV_")
             && (l.ends_with("label names should be written in 'snake_case' not 'camelCase'")
                 || l.ends_with("counter metrics should have \"_total\" suffix"));
-        meminfo || dcgm
+        // node_exporter's entropy families count bits, by name.
+        let entropy = l.starts_with("node_entropy_")
+            && l.ends_with("use base unit \"bytes\" instead of \"bits\"");
+        meminfo || dcgm || entropy
     };
     Some(
         report

@@ -1,0 +1,183 @@
+//! The node_exporter-style collectors (`stat`, `filefd`, ...): each is one function that reads
+//! its files under `paths.procfs` / `paths.sysfs` and returns its families whole; [`NodeCollector`]
+//! runs any of them as a [`Collector`] off the async threads.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{CollectError, CollectFuture, Collector};
+use crate::config::Paths;
+use crate::snapshot::{Family, NodePart, Part};
+
+/// Why a node_exporter-style collector has no families this cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeError {
+    /// It failed (a file it needs could not be read or parsed; the message names it).
+    Failed(String),
+    /// What it reads does not exist here (a kernel without the feature): no series, no failure.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeError::Failed(m) => write!(f, "{m}"),
+            NodeError::Unavailable(m) => write!(f, "not available: {m}"),
+        }
+    }
+}
+
+impl From<NodeError> for CollectError {
+    fn from(e: NodeError) -> CollectError {
+        match e {
+            NodeError::Failed(m) => CollectError::failed(m),
+            NodeError::Unavailable(m) => CollectError::Unavailable(m),
+        }
+    }
+}
+
+/// What one node_exporter-style collector does each cycle.
+pub type ReadFn = fn(&Paths) -> Result<Vec<Family>, NodeError>;
+
+/// The reader of each node_exporter-style collector, by name (the names are
+/// [`crate::config::NODE_COLLECTOR_NAMES`]).
+pub fn reader(name: &str) -> Option<ReadFn> {
+    Some(match name {
+        "stat" => super::stat::read,
+        "filefd" => super::filefd::read,
+        "vmstat" => super::vmstat::read,
+        "sockstat" => super::sockstat::read,
+        "netstat" => super::netstat::read,
+        "time" => super::time::read,
+        "timex" => super::timex::read,
+        "entropy" => super::entropy::read,
+        "conntrack" => super::conntrack::read,
+        _ => return None,
+    })
+}
+
+/// Runs one node_exporter-style collector.
+pub struct NodeCollector {
+    name: &'static str,
+    paths: Paths,
+    read: ReadFn,
+}
+
+impl NodeCollector {
+    /// The collector `name` (one of [`crate::config::NODE_COLLECTOR_NAMES`]); None for another.
+    pub fn new(name: &'static str, paths: &Paths) -> Option<NodeCollector> {
+        Some(NodeCollector {
+            name,
+            paths: paths.clone(),
+            read: reader(name)?,
+        })
+    }
+
+    /// One collection, blocking.
+    pub fn read(&self) -> Result<Vec<Family>, NodeError> {
+        (self.read)(&self.paths)
+    }
+}
+
+impl Collector for NodeCollector {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn collect(self: Arc<Self>) -> CollectFuture {
+        Box::pin(async move {
+            let name = self.name;
+            let families = tokio::task::spawn_blocking(move || self.read())
+                .await
+                .map_err(|e| CollectError::failed(format!("{name} reader: {e}")))??;
+            Ok(Part::Node(NodePart { families }))
+        })
+    }
+}
+
+/// The whole of a file that must be there: a failure naming the file otherwise.
+pub(crate) fn read_file(path: &Path) -> Result<String, NodeError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| NodeError::Failed(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The whole of a file that may be absent (a kernel without the feature): None when it is.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, NodeError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NodeError::Failed(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The size of a memory page, for counts the kernel gives in pages.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
+    }
+}
+
+/// A file holding one number (a sysctl under `/proc/sys`).
+pub(crate) fn parse_number(path: &Path, text: &str) -> Result<u64, NodeError> {
+    let t = text.trim();
+    t.parse()
+        .map_err(|_| parse_error(path, format!("expected a number, got {t:?}")))
+}
+
+/// A parse failure naming the file.
+pub(crate) fn parse_error(path: &Path, message: impl std::fmt::Display) -> NodeError {
+    NodeError::Failed(format!("cannot parse {}: {message}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn paths(root: &Path) -> Paths {
+        Paths {
+            procfs: root.join("proc"),
+            sysfs: root.join("sys"),
+            rootfs: PathBuf::from(root),
+        }
+    }
+
+    #[test]
+    fn every_name_has_a_reader() {
+        for name in crate::config::NODE_COLLECTOR_NAMES {
+            assert!(reader(name).is_some(), "{name}");
+        }
+        assert!(reader("host").is_none());
+        assert!(NodeCollector::new("nope", &paths(Path::new("/"))).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_runner_sees_failures_and_absences() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let run = |name| Arc::new(NodeCollector::new(name, &p).unwrap()).collect();
+        match run("filefd").await {
+            Err(CollectError::Failed { message, .. }) => {
+                assert!(message.contains("file-nr"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run("conntrack").await,
+            Err(CollectError::Unavailable(_))
+        ));
+        std::fs::create_dir_all(dir.path().join("proc/sys/fs")).unwrap();
+        std::fs::write(dir.path().join("proc/sys/fs/file-nr"), "1 0 2\n").unwrap();
+        match run("filefd").await {
+            Ok(Part::Node(n)) => assert_eq!(n.families.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! node_exporter's default Linux collectors that lookout carries under their own names
+//! (`stat`, `filefd`, ...): each over the frozen /proc and /sys tree of `tests/fixtures/host`
+//! against its golden exposition, through promtool, and against a live node_exporter on this
+//! machine (same families, types, label names; values within tolerance).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lookout::collect::node::{NodeCollector, NodeError};
+use lookout::config::{Config, Overrides, NODE_COLLECTOR_NAMES};
+use lookout::exposition::{render_node, Format};
+use lookout::snapshot::{Family, Snapshot};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host")
+}
+
+/// The default config with procfs `<root>/proc` and sysfs `<root>/sys`.
+fn config_at(root: &Path) -> Config {
+    let flags = Overrides {
+        procfs: Some(root.join("proc").display().to_string()),
+        sysfs: Some(root.join("sys").display().to_string()),
+        rootfs: Some(root.display().to_string()),
+        ..Default::default()
+    };
+    Config::load(None, &|_| None, &flags).expect("default config")
+}
+
+fn read(name: &'static str, root: &Path) -> Result<Vec<Family>, NodeError> {
+    let config = config_at(root);
+    NodeCollector::new(name, &config.paths)
+        .unwrap_or_else(|| panic!("no collector {name}"))
+        .read()
+}
+
+fn render(families: Vec<Family>, format: Format) -> String {
+    let snap = Snapshot {
+        node: families,
+        ..Default::default()
+    };
+    render_node(&snap, format)
+}
+
+/// One collector over the fixture tree, as Prometheus text.
+fn fixture_exposition(name: &'static str) -> String {
+    let families = read(name, &fixture()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    render(families, Format::Text)
+}
+
+/// The exposition with what depends on the clock, the machine's time zone and page size (not
+/// on the fixture tree) replaced by placeholders: the time, the zone, the kernel clock's state,
+/// sockstat's bytes.
+fn mask(text: &str) -> String {
+    let volatile = [
+        "node_time_seconds ",
+        "node_time_zone_offset_seconds{",
+        "node_timex_",
+    ];
+    text.lines()
+        .map(|l| {
+            // sockstat's `_mem_bytes` depend on the machine's page size.
+            let page_sized = l.starts_with("node_sockstat_") && l.contains("_mem_bytes ");
+            if !page_sized && !volatile.iter().any(|v| l.starts_with(v)) {
+                return format!("{l}\n");
+            }
+            // The series name, and the label names without their values.
+            let (series, _) = l.rsplit_once(' ').unwrap_or((l, ""));
+            let name = match series.split_once('{') {
+                Some((name, labels)) => {
+                    let keys: Vec<&str> = labels
+                        .split(',')
+                        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+                        .collect();
+                    format!("{name}{{{}}}", keys.join(","))
+                }
+                None => series.to_string(),
+            };
+            format!("{name} <volatile>\n")
+        })
+        .collect()
+}
+
+#[test]
+fn every_collector_matches_its_golden() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    let mut differ = Vec::new();
+    for &name in NODE_COLLECTOR_NAMES {
+        let got = mask(&fixture_exposition(name));
+        let golden = fixture().join("node").join(format!("{name}.prom"));
+        if update {
+            std::fs::write(&golden, &got).unwrap();
+            eprintln!("rewrote {}", golden.display());
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+            panic!(
+                "{} missing: run with UPDATE_GOLDEN=1 to create it",
+                golden.display()
+            )
+        });
+        if got != want {
+            differ.push(format!(
+                "{name}: exposition differs from {}:\n--- got\n{got}--- want\n{want}",
+                golden.display()
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{}\n(UPDATE_GOLDEN=1 rewrites them after a deliberate change)",
+        differ.join("\n")
+    );
+}
+
+#[test]
+fn fixture_values_are_the_files_values() {
+    // Independent of the golden files: what node_exporter gives for this tree.
+    let all: String = NODE_COLLECTOR_NAMES
+        .iter()
+        .map(|n| fixture_exposition(n))
+        .collect();
+    let has = |line: &str| all.lines().any(|l| l == line);
+    for line in [
+        // stat
+        "node_context_switches_total 1345832",
+        "node_intr_total 850153",
+        "node_forks_total 28361",
+        "node_procs_running 3",
+        "node_procs_blocked 0",
+        // filefd: 1536 0 2466183
+        "node_filefd_allocated 1536",
+        "node_filefd_maximum 2466183",
+        // vmstat: only the default fields, untyped.
+        "node_vmstat_pgfault 301526648",
+        "node_vmstat_oom_kill 9",
+        "# TYPE node_vmstat_pswpin untyped",
+        // sockstat: mem in pages, also in bytes.
+        "node_sockstat_sockets_used 229",
+        "node_sockstat_TCP_tw 4",
+        "node_sockstat_TCP_mem 3",
+        "node_sockstat_UDP_inuse 2",
+        "node_sockstat_TCP6_inuse 3",
+        "node_sockstat_FRAG6_memory 0",
+        // netstat: from netstat, snmp and snmp6, untyped.
+        "node_netstat_TcpExt_ListenDrops 17",
+        "node_netstat_Tcp_InSegs 467486",
+        "node_netstat_Ip6_OutOctets 367864",
+        "node_netstat_IpExt_InOctets 5193295320",
+        "# TYPE node_netstat_Tcp_CurrEstab untyped",
+        "# HELP node_netstat_Icmp6_OutMsgs Statistic Icmp6OutMsgs.",
+        // time: the fixture's clocksources.
+        r#"node_time_clocksource_available_info{clocksource="hpet",device="0"} 1"#,
+        r#"node_time_clocksource_current_info{clocksource="tsc",device="0"} 1"#,
+        // entropy, conntrack
+        "node_entropy_available_bits 3541",
+        "node_entropy_pool_size_bits 4096",
+        "node_nf_conntrack_entries 85",
+        "node_nf_conntrack_entries_limit 262144",
+    ] {
+        assert!(has(line), "missing {line:?} in:\n{all}");
+    }
+    assert!(
+        !all.contains("node_vmstat_nr_free_pages"),
+        "outside vmstat's fields"
+    );
+    assert!(
+        !all.contains("node_netstat_Tcp_MaxConn"),
+        "outside netstat's fields"
+    );
+    // The time is now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let t = support::sample(&all, "node_time_seconds", &[]).unwrap();
+    assert!((t - now).abs() < 60.0, "{t} vs {now}");
+    // The page size is this machine's.
+    let page = support::sample(&all, "node_sockstat_TCP_mem_bytes", &[]).unwrap();
+    assert!(page == 3.0 * 4096.0 || page == 3.0 * 16384.0 || page == 3.0 * 65536.0);
+}
+
+#[test]
+fn fixture_exposition_passes_promtool() {
+    for format_name in NODE_COLLECTOR_NAMES {
+        let text = fixture_exposition(format_name);
+        if let Some(problems) =
+            support::promtool_problems("fixture_exposition_passes_promtool", &text)
+        {
+            assert!(
+                problems.is_empty(),
+                "{format_name}: promtool: {problems:#?}"
+            );
+        } else {
+            return;
+        }
+    }
+}
+
+/// The collectors whose files every Linux has: a missing one is a failure.
+const REQUIRED: [&str; 5] = ["stat", "filefd", "vmstat", "netstat", "entropy"];
+
+#[test]
+fn a_missing_required_file_is_a_failure_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+    for name in REQUIRED {
+        match read(name, dir.path()) {
+            Err(NodeError::Failed(message)) => {
+                assert!(message.contains("cannot read"), "{name}: {message}");
+                assert!(
+                    message.contains(&dir.path().display().to_string()),
+                    "{message}"
+                );
+            }
+            other => panic!("{name}: expected a failure, got {other:?}"),
+        }
+    }
+}
+
+/// The collectors whose files a kernel may lack: without them, no series and no failure.
+const OPTIONAL: [&str; 2] = ["sockstat", "conntrack"];
+
+#[test]
+fn a_missing_optional_source_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("proc/net")).unwrap();
+    for name in OPTIONAL {
+        match read(name, dir.path()) {
+            Err(NodeError::Unavailable(_)) => {}
+            other => panic!("{name}: expected unavailable, got {other:?}"),
+        }
+    }
+    // Only IPv4 (IPv6 disabled): IPv4's series, no failure.
+    std::fs::write(dir.path().join("proc/net/sockstat"), "TCP: inuse 1\n").unwrap();
+    let f = read("sockstat", dir.path()).unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].name, "node_sockstat_TCP_inuse");
+}
+
+#[test]
+fn malformed_files_fail_cleanly_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("proc");
+    std::fs::create_dir_all(p.join("sys/fs")).unwrap();
+    std::fs::write(p.join("stat"), "cpu0 x\nctxt\n\u{0}\n").unwrap();
+    std::fs::write(p.join("sys/fs/file-nr"), "many\n").unwrap();
+    std::fs::write(p.join("vmstat"), "pgfault\n").unwrap();
+    std::fs::create_dir_all(p.join("net")).unwrap();
+    std::fs::write(p.join("net/sockstat"), "TCP: inuse\n").unwrap();
+    std::fs::write(p.join("net/netstat"), "TcpExt: A B\nTcpExt: 1\n").unwrap();
+    std::fs::create_dir_all(p.join("sys/kernel/random")).unwrap();
+    std::fs::write(p.join("sys/kernel/random/entropy_avail"), "lots\n").unwrap();
+    std::fs::write(p.join("sys/kernel/random/poolsize"), "256\n").unwrap();
+    std::fs::create_dir_all(p.join("sys/net/netfilter")).unwrap();
+    std::fs::write(p.join("sys/net/netfilter/nf_conntrack_count"), "-1\n").unwrap();
+    std::fs::write(p.join("sys/net/netfilter/nf_conntrack_max"), "1\n").unwrap();
+    for name in REQUIRED.iter().chain(&OPTIONAL) {
+        match read(name, dir.path()) {
+            Err(NodeError::Failed(message)) => {
+                assert!(message.contains("cannot parse"), "{name}: {message}")
+            }
+            other => panic!("{name}: expected a failure, got {other:?}"),
+        }
+    }
+}
+
+// ---- Against a live node_exporter ----------------------------------------------------------
+
+/// Kills and reaps the child when dropped, on panic too.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A parsed exposition: family → (type, samples as (sorted labels, value)).
+type Families = BTreeMap<String, (String, Vec<(Vec<(String, String)>, f64)>)>;
+
+/// Parse the Prometheus text format (enough of it for node_exporter and lookout).
+fn parse(text: &str) -> Families {
+    let mut out: Families = BTreeMap::new();
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value of {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut labels: Vec<(String, String)> = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        labels.sort();
+        let kind = types.get(name).cloned().unwrap_or_default();
+        out.entry(name.to_string())
+            .or_insert_with(|| (kind, Vec::new()))
+            .1
+            .push((labels, value));
+    }
+    out
+}
+
+/// How far lookout's later value may be from node_exporter's earlier one.
+fn within(name: &str, kind: &str, theirs: f64, ours: f64) -> bool {
+    // Moving gauges: any plausible value, close to theirs.
+    let slack = match name {
+        "node_procs_running" | "node_procs_blocked" => 64.0,
+        "node_filefd_allocated" => 4096.0,
+        "node_netstat_Tcp_CurrEstab" => 1024.0,
+        "node_time_seconds" => 30.0,
+        "node_entropy_available_bits" | "node_nf_conntrack_entries" => 4096.0,
+        // The clock's error estimates grow between the scrapes; the offset moves.
+        "node_timex_maxerror_seconds"
+        | "node_timex_estimated_error_seconds"
+        | "node_timex_offset_seconds"
+        | "node_timex_frequency_adjustment_ratio" => 1.0,
+        _ => 0.0,
+    };
+    if slack > 0.0 {
+        return (ours - theirs).abs() <= slack;
+    }
+    // Sockets come and go between the scrapes.
+    if name.starts_with("node_sockstat_") {
+        let slack = if name.ends_with("_bytes") {
+            (16 << 20) as f64
+        } else {
+            1024.0
+        };
+        return (ours - theirs).abs() <= slack;
+    }
+    match kind {
+        // Counters only grow between the two scrapes, by a little; node_exporter's untyped
+        // families here are counters too, but for the gauges named above.
+        "counter" | "untyped" => ours >= theirs && ours <= theirs * 1.05 + 100_000.0,
+        _ => ours == theirs,
+    }
+}
+
+#[test]
+fn agrees_with_live_node_exporter() {
+    let bin = "/usr/bin/prometheus-node-exporter";
+    if !support::tool_or_skip("agrees_with_live_node_exporter", bin) {
+        return;
+    }
+    let port = support::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let collector_flags: Vec<String> = NODE_COLLECTOR_NAMES
+        .iter()
+        .map(|n| format!("--collector.{n}"))
+        .collect();
+    let _guard = KillOnDrop(
+        Command::new(bin)
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--collector.disable-defaults")
+            .args(&collector_flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node_exporter"),
+    );
+    let theirs = support::wait_until(Duration::from_secs(10), || {
+        support::request(&addr, "GET", "/metrics", &[])
+            .ok()
+            .map(|r| r.text())
+            .filter(|body| body.contains("node_scrape_collector_success"))
+    })
+    .unwrap_or_else(|| panic!("node_exporter did not answer on {addr}"));
+    let ours = Command::new(support::lookout_bin())
+        .args(["once", "--collector.disable-defaults"])
+        .args(&collector_flags)
+        .env("LOOKOUT_LOG", "warn")
+        .output()
+        .expect("run lookout once");
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let ours = String::from_utf8(ours.stdout).unwrap();
+
+    let (theirs, ours) = (parse(&theirs), parse(&ours));
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for (name, (kind, samples)) in &ours {
+        if !name.starts_with("node_") {
+            continue;
+        }
+        let Some((their_kind, their_samples)) = theirs.get(name) else {
+            continue;
+        };
+        compared += 1;
+        if kind != their_kind {
+            problems.push(format!("{name}: type {kind}, node_exporter's {their_kind}"));
+        }
+        let label_names = |s: &[(Vec<(String, String)>, f64)]| {
+            let mut v: Vec<Vec<String>> = s
+                .iter()
+                .map(|(l, _)| l.iter().map(|(k, _)| k.clone()).collect())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        if label_names(samples) != label_names(their_samples) {
+            problems.push(format!(
+                "{name}: label names {:?}, node_exporter's {:?}",
+                label_names(samples),
+                label_names(their_samples)
+            ));
+        }
+        for (labels, v) in samples {
+            let Some((_, t)) = their_samples.iter().find(|(l, _)| l == labels) else {
+                problems.push(format!("{name}{labels:?}: not in node_exporter's"));
+                continue;
+            };
+            if !within(name, kind, *t, *v) {
+                problems.push(format!("{name}{labels:?}: {v}, node_exporter's {t}"));
+            }
+        }
+    }
+    // Every family node_exporter has for these collectors, lookout has too (but its own
+    // `node_scrape_*`, the boot time, which lookout's host collector exports, and conntrack's
+    // per-CPU `node_nf_conntrack_stat_*`, which lookout does not carry).
+    for name in theirs.keys() {
+        let ours_too = ours.contains_key(name);
+        let skip = name.starts_with("node_scrape_")
+            || name.starts_with("node_exporter_")
+            || name == "node_boot_time_seconds"
+            || name.starts_with("node_nf_conntrack_stat_")
+            || !name.starts_with("node_");
+        if !ours_too && !skip {
+            problems.push(format!("{name}: node_exporter has it, lookout does not"));
+        }
+    }
+    assert!(compared >= 5, "too few families compared: {compared}");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn each_collector_has_its_flags() {
+    let help = Command::new(support::lookout_bin())
+        .arg("--help")
+        .output()
+        .expect("lookout --help");
+    let help = String::from_utf8(help.stdout).unwrap();
+    for name in NODE_COLLECTOR_NAMES {
+        for flag in [
+            format!("--collector.{name}"),
+            format!("--no-collector.{name}"),
+        ] {
+            assert!(
+                help.lines()
+                    .any(|l| l.trim() == flag || l.trim().starts_with(&format!("{flag} "))),
+                "{flag} missing from --help"
+            );
+        }
+    }
+    // --no-collector.<name> after --collector.<name> turns it off again; disable-defaults
+    // leaves only those named.
+    let out = Command::new(support::lookout_bin())
+        .args([
+            "once",
+            "--collector.disable-defaults",
+            "--collector.stat",
+            "--collector.filefd",
+            "--no-collector.stat",
+        ])
+        .env("LOOKOUT_LOG", "warn")
+        .output()
+        .expect("lookout once");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nnode_filefd_maximum "), "{text}");
+    assert!(!text.contains("node_forks_total"), "{text}");
+    assert!(!text.contains("node_cpu_seconds_total"), "host is off");
+    assert!(text.contains(r#"lookout_collector_success{collector="filefd"} 1"#));
+}
