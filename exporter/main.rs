@@ -203,6 +203,7 @@ node_collector_flags! {
     timex no_timex "node_exporter's: the kernel clock's discipline, through adjtimex";
     entropy no_entropy "node_exporter's: the kernel's entropy pool";
     conntrack no_conntrack "node_exporter's: netfilter connection tracking entries";
+    softnet no_softnet "node_exporter's: per-CPU packet processing (processed, dropped, squeezed)";
 }
 
 impl CollectorFlags {

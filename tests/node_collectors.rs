@@ -160,6 +160,16 @@ fn fixture_values_are_the_files_values() {
         "node_entropy_pool_size_bits 4096",
         "node_nf_conntrack_entries 85",
         "node_nf_conntrack_entries_limit 262144",
+        // softnet: hex columns; the CPU column numbers the lines (CPU 1 is offline).
+        r#"node_softnet_processed_total{cpu="0"} 4305607"#,
+        r#"node_softnet_dropped_total{cpu="0"} 3"#,
+        r#"node_softnet_times_squeezed_total{cpu="0"} 29"#,
+        r#"node_softnet_cpu_collision_total{cpu="0"} 2"#,
+        r#"node_softnet_processed_total{cpu="2"} 239089"#,
+        r#"node_softnet_received_rps_total{cpu="2"} 17"#,
+        r#"node_softnet_flow_limit_count_total{cpu="2"} 1"#,
+        r#"node_softnet_backlog_len{cpu="2"} 2"#,
+        "# TYPE node_softnet_backlog_len gauge",
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -201,7 +211,7 @@ fn fixture_exposition_passes_promtool() {
 }
 
 /// The collectors whose files every Linux has: a missing one is a failure.
-const REQUIRED: [&str; 5] = ["stat", "filefd", "vmstat", "netstat", "entropy"];
+const REQUIRED: [&str; 6] = ["stat", "filefd", "vmstat", "netstat", "entropy", "softnet"];
 
 #[test]
 fn a_missing_required_file_is_a_failure_naming_it() {
@@ -251,6 +261,7 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::write(p.join("vmstat"), "pgfault\n").unwrap();
     std::fs::create_dir_all(p.join("net")).unwrap();
     std::fs::write(p.join("net/sockstat"), "TCP: inuse\n").unwrap();
+    std::fs::write(p.join("net/softnet_stat"), "0000000g 0 0 0 0 0 0 0 0\n").unwrap();
     std::fs::write(p.join("net/netstat"), "TcpExt: A B\nTcpExt: 1\n").unwrap();
     std::fs::create_dir_all(p.join("sys/kernel/random")).unwrap();
     std::fs::write(p.join("sys/kernel/random/entropy_avail"), "lots\n").unwrap();

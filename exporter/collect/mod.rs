@@ -26,6 +26,7 @@ pub mod node;
 pub mod probe;
 pub mod process;
 pub mod sockstat;
+pub mod softnet;
 pub mod stat;
 pub mod time;
 pub mod timex;

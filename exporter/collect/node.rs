@@ -52,6 +52,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "timex" => super::timex::read,
         "entropy" => super::entropy::read,
         "conntrack" => super::conntrack::read,
+        "softnet" => super::softnet::read,
         _ => return None,
     })
 }

@@ -131,6 +131,7 @@ struct RawCollectors {
     timex: Option<bool>,
     entropy: Option<bool>,
     conntrack: Option<bool>,
+    softnet: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +266,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "timex",
     "entropy",
     "conntrack",
+    "softnet",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -611,6 +613,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             timex: uc.timex.or(bc.timex),
             entropy: uc.entropy.or(bc.entropy),
             conntrack: uc.conntrack.or(bc.conntrack),
+            softnet: uc.softnet.or(bc.softnet),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1070,6 +1073,7 @@ impl Validator {
             ("timex", c.timex),
             ("entropy", c.entropy),
             ("conntrack", c.conntrack),
+            ("softnet", c.softnet),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
