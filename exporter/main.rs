@@ -204,6 +204,7 @@ node_collector_flags! {
     entropy no_entropy "node_exporter's: the kernel's entropy pool";
     conntrack no_conntrack "node_exporter's: netfilter connection tracking entries";
     softnet no_softnet "node_exporter's: per-CPU packet processing (processed, dropped, squeezed)";
+    schedstat no_schedstat "node_exporter's: per-CPU scheduler run and wait time, timeslices";
 }
 
 impl CollectorFlags {

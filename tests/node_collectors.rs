@@ -170,6 +170,10 @@ fn fixture_values_are_the_files_values() {
         r#"node_softnet_flow_limit_count_total{cpu="2"} 1"#,
         r#"node_softnet_backlog_len{cpu="2"} 2"#,
         "# TYPE node_softnet_backlog_len gauge",
+        // schedstat: nanoseconds to seconds.
+        r#"node_schedstat_running_seconds_total{cpu="0"} 1892.417530113"#,
+        r#"node_schedstat_waiting_seconds_total{cpu="1"} 97.64321551"#,
+        r#"node_schedstat_timeslices_total{cpu="1"} 45187"#,
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -232,7 +236,7 @@ fn a_missing_required_file_is_a_failure_naming_it() {
 }
 
 /// The collectors whose files a kernel may lack: without them, no series and no failure.
-const OPTIONAL: [&str; 2] = ["sockstat", "conntrack"];
+const OPTIONAL: [&str; 3] = ["sockstat", "conntrack", "schedstat"];
 
 #[test]
 fn a_missing_optional_source_is_unavailable() {
@@ -261,6 +265,7 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::write(p.join("vmstat"), "pgfault\n").unwrap();
     std::fs::create_dir_all(p.join("net")).unwrap();
     std::fs::write(p.join("net/sockstat"), "TCP: inuse\n").unwrap();
+    std::fs::write(p.join("schedstat"), "version 15\ncpu0 1 2 3\n").unwrap();
     std::fs::write(p.join("net/softnet_stat"), "0000000g 0 0 0 0 0 0 0 0\n").unwrap();
     std::fs::write(p.join("net/netstat"), "TcpExt: A B\nTcpExt: 1\n").unwrap();
     std::fs::create_dir_all(p.join("sys/kernel/random")).unwrap();

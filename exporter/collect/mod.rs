@@ -25,6 +25,7 @@ pub mod netstat;
 pub mod node;
 pub mod probe;
 pub mod process;
+pub mod schedstat;
 pub mod sockstat;
 pub mod softnet;
 pub mod stat;

@@ -53,6 +53,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "entropy" => super::entropy::read,
         "conntrack" => super::conntrack::read,
         "softnet" => super::softnet::read,
+        "schedstat" => super::schedstat::read,
         _ => return None,
     })
 }

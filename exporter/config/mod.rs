@@ -132,6 +132,7 @@ struct RawCollectors {
     entropy: Option<bool>,
     conntrack: Option<bool>,
     softnet: Option<bool>,
+    schedstat: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +268,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "entropy",
     "conntrack",
     "softnet",
+    "schedstat",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -614,6 +616,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             entropy: uc.entropy.or(bc.entropy),
             conntrack: uc.conntrack.or(bc.conntrack),
             softnet: uc.softnet.or(bc.softnet),
+            schedstat: uc.schedstat.or(bc.schedstat),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1074,6 +1077,7 @@ impl Validator {
             ("entropy", c.entropy),
             ("conntrack", c.conntrack),
             ("softnet", c.softnet),
+            ("schedstat", c.schedstat),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
