@@ -205,6 +205,7 @@ node_collector_flags! {
     conntrack no_conntrack "node_exporter's: netfilter connection tracking entries";
     softnet no_softnet "node_exporter's: per-CPU packet processing (processed, dropped, squeezed)";
     schedstat no_schedstat "node_exporter's: per-CPU scheduler run and wait time, timeslices";
+    arp no_arp "node_exporter's: ARP table entries per device";
 }
 
 impl CollectorFlags {

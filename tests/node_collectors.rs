@@ -174,6 +174,10 @@ fn fixture_values_are_the_files_values() {
         r#"node_schedstat_running_seconds_total{cpu="0"} 1892.417530113"#,
         r#"node_schedstat_waiting_seconds_total{cpu="1"} 97.64321551"#,
         r#"node_schedstat_timeslices_total{cpu="1"} 45187"#,
+        // arp: entries per device, the incomplete one too.
+        r#"node_arp_entries{device="eth0"} 2"#,
+        r#"node_arp_entries{device="docker0"} 2"#,
+        r#"node_arp_entries{device="br-5f0c2a8e31d4"} 1"#,
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -215,7 +219,9 @@ fn fixture_exposition_passes_promtool() {
 }
 
 /// The collectors whose files every Linux has: a missing one is a failure.
-const REQUIRED: [&str; 6] = ["stat", "filefd", "vmstat", "netstat", "entropy", "softnet"];
+const REQUIRED: [&str; 7] = [
+    "stat", "filefd", "vmstat", "netstat", "entropy", "softnet", "arp",
+];
 
 #[test]
 fn a_missing_required_file_is_a_failure_naming_it() {
@@ -266,6 +272,7 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::create_dir_all(p.join("net")).unwrap();
     std::fs::write(p.join("net/sockstat"), "TCP: inuse\n").unwrap();
     std::fs::write(p.join("schedstat"), "version 15\ncpu0 1 2 3\n").unwrap();
+    std::fs::write(p.join("net/arp"), "192.0.2.1 0x1 0x2 eth0\n").unwrap();
     std::fs::write(p.join("net/softnet_stat"), "0000000g 0 0 0 0 0 0 0 0\n").unwrap();
     std::fs::write(p.join("net/netstat"), "TcpExt: A B\nTcpExt: 1\n").unwrap();
     std::fs::create_dir_all(p.join("sys/kernel/random")).unwrap();

@@ -11,6 +11,7 @@
 //! The straggler is left to finish; until it does, each cycle reports "previous collection still
 //! running", and the cycle after it returns starts a fresh run.
 
+pub mod arp;
 pub mod cgroup;
 pub mod conntrack;
 pub mod cycle;

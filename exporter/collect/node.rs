@@ -54,6 +54,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "conntrack" => super::conntrack::read,
         "softnet" => super::softnet::read,
         "schedstat" => super::schedstat::read,
+        "arp" => super::arp::read,
         _ => return None,
     })
 }

@@ -133,6 +133,7 @@ struct RawCollectors {
     conntrack: Option<bool>,
     softnet: Option<bool>,
     schedstat: Option<bool>,
+    arp: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +270,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "conntrack",
     "softnet",
     "schedstat",
+    "arp",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -617,6 +619,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             conntrack: uc.conntrack.or(bc.conntrack),
             softnet: uc.softnet.or(bc.softnet),
             schedstat: uc.schedstat.or(bc.schedstat),
+            arp: uc.arp.or(bc.arp),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1078,6 +1081,7 @@ impl Validator {
             ("conntrack", c.conntrack),
             ("softnet", c.softnet),
             ("schedstat", c.schedstat),
+            ("arp", c.arp),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
