@@ -206,6 +206,7 @@ node_collector_flags! {
     softnet no_softnet "node_exporter's: per-CPU packet processing (processed, dropped, squeezed)";
     schedstat no_schedstat "node_exporter's: per-CPU scheduler run and wait time, timeslices";
     arp no_arp "node_exporter's: ARP table entries per device";
+    cpufreq no_cpufreq "node_exporter's: CPU frequencies and governor (sysfs cpufreq)";
 }
 
 impl CollectorFlags {

@@ -178,9 +178,22 @@ fn fixture_values_are_the_files_values() {
         r#"node_arp_entries{device="eth0"} 2"#,
         r#"node_arp_entries{device="docker0"} 2"#,
         r#"node_arp_entries{device="br-5f0c2a8e31d4"} 1"#,
+        // cpufreq: kHz to hertz; policy1 has no cpuinfo_cur_freq.
+        r#"node_cpu_frequency_hertz{cpu="0"} 2800000000"#,
+        r#"node_cpu_frequency_min_hertz{cpu="1"} 800000000"#,
+        r#"node_cpu_frequency_max_hertz{cpu="1"} 3600000000"#,
+        r#"node_cpu_scaling_frequency_hertz{cpu="1"} 2000000000"#,
+        r#"node_cpu_scaling_frequency_min_hertz{cpu="0"} 800000000"#,
+        r#"node_cpu_scaling_frequency_max_hertz{cpu="1"} 2000000000"#,
+        r#"node_cpu_scaling_governor{cpu="0",governor="schedutil"} 1"#,
+        r#"node_cpu_scaling_governor{cpu="1",governor="schedutil"} 0"#,
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
+    assert!(
+        !all.contains(r#"node_cpu_frequency_hertz{cpu="1"}"#),
+        "no cpuinfo_cur_freq, no series"
+    );
     assert!(
         !all.contains("node_vmstat_nr_free_pages"),
         "outside vmstat's fields"
@@ -242,7 +255,7 @@ fn a_missing_required_file_is_a_failure_naming_it() {
 }
 
 /// The collectors whose files a kernel may lack: without them, no series and no failure.
-const OPTIONAL: [&str; 3] = ["sockstat", "conntrack", "schedstat"];
+const OPTIONAL: [&str; 4] = ["sockstat", "conntrack", "schedstat", "cpufreq"];
 
 #[test]
 fn a_missing_optional_source_is_unavailable() {
@@ -271,6 +284,9 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::write(p.join("vmstat"), "pgfault\n").unwrap();
     std::fs::create_dir_all(p.join("net")).unwrap();
     std::fs::write(p.join("net/sockstat"), "TCP: inuse\n").unwrap();
+    let freq = dir.path().join("sys/devices/system/cpu/cpu0/cpufreq");
+    std::fs::create_dir_all(&freq).unwrap();
+    std::fs::write(freq.join("scaling_cur_freq"), "2.4GHz\n").unwrap();
     std::fs::write(p.join("schedstat"), "version 15\ncpu0 1 2 3\n").unwrap();
     std::fs::write(p.join("net/arp"), "192.0.2.1 0x1 0x2 eth0\n").unwrap();
     std::fs::write(p.join("net/softnet_stat"), "0000000g 0 0 0 0 0 0 0 0\n").unwrap();

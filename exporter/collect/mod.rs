@@ -14,6 +14,7 @@
 pub mod arp;
 pub mod cgroup;
 pub mod conntrack;
+pub mod cpufreq;
 pub mod cycle;
 pub mod disk;
 pub mod docker;

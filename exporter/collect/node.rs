@@ -55,6 +55,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "softnet" => super::softnet::read,
         "schedstat" => super::schedstat::read,
         "arp" => super::arp::read,
+        "cpufreq" => super::cpufreq::read,
         _ => return None,
     })
 }

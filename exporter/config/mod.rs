@@ -134,6 +134,7 @@ struct RawCollectors {
     softnet: Option<bool>,
     schedstat: Option<bool>,
     arp: Option<bool>,
+    cpufreq: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +272,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "softnet",
     "schedstat",
     "arp",
+    "cpufreq",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -620,6 +622,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             softnet: uc.softnet.or(bc.softnet),
             schedstat: uc.schedstat.or(bc.schedstat),
             arp: uc.arp.or(bc.arp),
+            cpufreq: uc.cpufreq.or(bc.cpufreq),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1082,6 +1085,7 @@ impl Validator {
             ("softnet", c.softnet),
             ("schedstat", c.schedstat),
             ("arp", c.arp),
+            ("cpufreq", c.cpufreq),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
