@@ -207,6 +207,7 @@ node_collector_flags! {
     schedstat no_schedstat "node_exporter's: per-CPU scheduler run and wait time, timeslices";
     arp no_arp "node_exporter's: ARP table entries per device";
     cpufreq no_cpufreq "node_exporter's: CPU frequencies and governor (sysfs cpufreq)";
+    thermal_zone no_thermal_zone "node_exporter's: thermal zone temperatures, cooling device states";
 }
 
 impl CollectorFlags {

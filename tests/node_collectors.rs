@@ -187,6 +187,12 @@ fn fixture_values_are_the_files_values() {
         r#"node_cpu_scaling_frequency_max_hertz{cpu="1"} 2000000000"#,
         r#"node_cpu_scaling_governor{cpu="0",governor="schedutil"} 1"#,
         r#"node_cpu_scaling_governor{cpu="1",governor="schedutil"} 0"#,
+        // thermal_zone: millidegrees to degrees; the disabled zone skipped.
+        r#"node_thermal_zone_temp{type="acpitz",zone="0"} 27.8"#,
+        r#"node_thermal_zone_temp{type="x86_pkg_temp",zone="1"} 45"#,
+        r#"node_cooling_device_cur_state{name="1",type="Processor"} 1"#,
+        r#"node_cooling_device_cur_state{name="2",type="intel_powerclamp"} -1"#,
+        r#"node_cooling_device_max_state{name="2",type="intel_powerclamp"} 50"#,
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -194,6 +200,7 @@ fn fixture_values_are_the_files_values() {
         !all.contains(r#"node_cpu_frequency_hertz{cpu="1"}"#),
         "no cpuinfo_cur_freq, no series"
     );
+    assert!(!all.contains("iwlwifi_1"), "a disabled zone is skipped");
     assert!(
         !all.contains("node_vmstat_nr_free_pages"),
         "outside vmstat's fields"
@@ -255,7 +262,13 @@ fn a_missing_required_file_is_a_failure_naming_it() {
 }
 
 /// The collectors whose files a kernel may lack: without them, no series and no failure.
-const OPTIONAL: [&str; 4] = ["sockstat", "conntrack", "schedstat", "cpufreq"];
+const OPTIONAL: [&str; 5] = [
+    "sockstat",
+    "conntrack",
+    "schedstat",
+    "cpufreq",
+    "thermal_zone",
+];
 
 #[test]
 fn a_missing_optional_source_is_unavailable() {
@@ -287,6 +300,11 @@ fn malformed_files_fail_cleanly_never_panic() {
     let freq = dir.path().join("sys/devices/system/cpu/cpu0/cpufreq");
     std::fs::create_dir_all(&freq).unwrap();
     std::fs::write(freq.join("scaling_cur_freq"), "2.4GHz\n").unwrap();
+    let zone = dir.path().join("sys/class/thermal/thermal_zone0");
+    std::fs::create_dir_all(&zone).unwrap();
+    for (f, v) in [("type", "acpitz"), ("policy", "step_wise"), ("temp", "hot")] {
+        std::fs::write(zone.join(f), v).unwrap();
+    }
     std::fs::write(p.join("schedstat"), "version 15\ncpu0 1 2 3\n").unwrap();
     std::fs::write(p.join("net/arp"), "192.0.2.1 0x1 0x2 eth0\n").unwrap();
     std::fs::write(p.join("net/softnet_stat"), "0000000g 0 0 0 0 0 0 0 0\n").unwrap();

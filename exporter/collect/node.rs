@@ -56,6 +56,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "schedstat" => super::schedstat::read,
         "arp" => super::arp::read,
         "cpufreq" => super::cpufreq::read,
+        "thermal_zone" => super::thermal_zone::read,
         _ => return None,
     })
 }

@@ -135,6 +135,7 @@ struct RawCollectors {
     schedstat: Option<bool>,
     arp: Option<bool>,
     cpufreq: Option<bool>,
+    thermal_zone: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +274,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "schedstat",
     "arp",
     "cpufreq",
+    "thermal_zone",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -623,6 +625,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             schedstat: uc.schedstat.or(bc.schedstat),
             arp: uc.arp.or(bc.arp),
             cpufreq: uc.cpufreq.or(bc.cpufreq),
+            thermal_zone: uc.thermal_zone.or(bc.thermal_zone),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1086,6 +1089,7 @@ impl Validator {
             ("schedstat", c.schedstat),
             ("arp", c.arp),
             ("cpufreq", c.cpufreq),
+            ("thermal_zone", c.thermal_zone),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
