@@ -208,6 +208,7 @@ node_collector_flags! {
     arp no_arp "node_exporter's: ARP table entries per device";
     cpufreq no_cpufreq "node_exporter's: CPU frequencies and governor (sysfs cpufreq)";
     thermal_zone no_thermal_zone "node_exporter's: thermal zone temperatures, cooling device states";
+    hwmon no_hwmon "node_exporter's: hardware monitor chips (temperatures, fans, voltages)";
 }
 
 impl CollectorFlags {

@@ -193,6 +193,17 @@ fn fixture_values_are_the_files_values() {
         r#"node_cooling_device_cur_state{name="1",type="Processor"} 1"#,
         r#"node_cooling_device_cur_state{name="2",type="intel_powerclamp"} -1"#,
         r#"node_cooling_device_max_state{name="2",type="intel_powerclamp"} 50"#,
+        // hwmon: chips named after their devices; millidegrees, millivolts.
+        r#"node_hwmon_chip_names{chip="platform_coretemp_0",chip_name="coretemp"} 1"#,
+        r#"node_hwmon_chip_names{chip="thermal_thermal_zone0",chip_name="acpitz"} 1"#,
+        r#"node_hwmon_temp_celsius{chip="platform_coretemp_0",sensor="temp1"} 45"#,
+        r#"node_hwmon_temp_crit_celsius{chip="platform_coretemp_0",sensor="temp2"} 100"#,
+        r#"node_hwmon_temp_max_celsius{chip="platform_nct6775_656",sensor="temp1"} 80"#,
+        r#"node_hwmon_temp_celsius{chip="thermal_thermal_zone0",sensor="temp0"} 27.8"#,
+        r#"node_hwmon_sensor_label{chip="platform_coretemp_0",label="Package id 0",sensor="temp1"} 1"#,
+        r#"node_hwmon_fan_rpm{chip="platform_nct6775_656",sensor="fan1"} 1171"#,
+        r#"node_hwmon_in_volts{chip="platform_nct6775_656",sensor="in0"} 1.04"#,
+        r#"node_hwmon_intrusion_alarm{chip="platform_nct6775_656",sensor="intrusion0"} 1"#,
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -280,6 +291,16 @@ fn a_missing_optional_source_is_unavailable() {
             other => panic!("{name}: expected unavailable, got {other:?}"),
         }
     }
+    // hwmon too, with or without an empty class/hwmon.
+    assert!(matches!(
+        read("hwmon", dir.path()),
+        Err(NodeError::Unavailable(_))
+    ));
+    std::fs::create_dir_all(dir.path().join("sys/class/hwmon")).unwrap();
+    assert!(matches!(
+        read("hwmon", dir.path()),
+        Err(NodeError::Unavailable(_))
+    ));
     // Only IPv4 (IPv6 disabled): IPv4's series, no failure.
     std::fs::write(dir.path().join("proc/net/sockstat"), "TCP: inuse 1\n").unwrap();
     let f = read("sockstat", dir.path()).unwrap();
@@ -323,6 +344,17 @@ fn malformed_files_fail_cleanly_never_panic() {
             other => panic!("{name}: expected a failure, got {other:?}"),
         }
     }
+    // hwmon skips a value that is not a number, as node_exporter does.
+    let chip = dir.path().join("sys/class/hwmon/hwmon0");
+    std::fs::create_dir_all(&chip).unwrap();
+    std::fs::write(chip.join("name"), "k10temp\n").unwrap();
+    std::fs::write(chip.join("temp1_input"), "n/a\n").unwrap();
+    std::fs::write(chip.join("temp2_input"), "\u{0}\n").unwrap();
+    std::fs::write(chip.join("fan1_input"), "900\n").unwrap();
+    let f = read("hwmon", dir.path()).unwrap();
+    let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["node_hwmon_chip_names", "node_hwmon_fan_rpm"]);
+    assert_eq!(f[1].samples[0].0[0], ("chip".into(), "k10temp".into()));
 }
 
 // ---- Against a live node_exporter ----------------------------------------------------------

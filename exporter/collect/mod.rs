@@ -22,6 +22,7 @@ pub mod entropy;
 pub mod filefd;
 pub mod gpu;
 pub mod host;
+pub mod hwmon;
 pub mod logs;
 pub mod netstat;
 pub mod node;

@@ -57,6 +57,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "arp" => super::arp::read,
         "cpufreq" => super::cpufreq::read,
         "thermal_zone" => super::thermal_zone::read,
+        "hwmon" => super::hwmon::read,
         _ => return None,
     })
 }

@@ -136,6 +136,7 @@ struct RawCollectors {
     arp: Option<bool>,
     cpufreq: Option<bool>,
     thermal_zone: Option<bool>,
+    hwmon: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +276,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "arp",
     "cpufreq",
     "thermal_zone",
+    "hwmon",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -626,6 +628,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             arp: uc.arp.or(bc.arp),
             cpufreq: uc.cpufreq.or(bc.cpufreq),
             thermal_zone: uc.thermal_zone.or(bc.thermal_zone),
+            hwmon: uc.hwmon.or(bc.hwmon),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1090,6 +1093,7 @@ impl Validator {
             ("arp", c.arp),
             ("cpufreq", c.cpufreq),
             ("thermal_zone", c.thermal_zone),
+            ("hwmon", c.hwmon),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
