@@ -28,6 +28,7 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
     network(enc, h);
     disks(enc, h);
     pressure(enc, h);
+    machine(enc, h);
     let u = &h.uname;
     enc.family(
         "node_uname_info",
@@ -47,6 +48,27 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
         ],
         1.0,
     );
+}
+
+/// cAdvisor's machine series, which its container dashboards divide by (CPU and memory
+/// shares of the machine).
+fn machine(enc: &mut Encoder, h: &HostStats) {
+    if !h.cpus.is_empty() {
+        enc.single(
+            "machine_cpu_cores",
+            "Number of logical CPU cores.",
+            Kind::Gauge,
+            h.cpus.len() as f64,
+        );
+    }
+    if h.memory.total_bytes > 0 {
+        enc.single(
+            "machine_memory_bytes",
+            "Amount of memory installed on the machine.",
+            Kind::Gauge,
+            h.memory.total_bytes as f64,
+        );
+    }
 }
 
 fn cpu(enc: &mut Encoder, h: &HostStats) {
