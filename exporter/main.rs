@@ -209,6 +209,7 @@ node_collector_flags! {
     cpufreq no_cpufreq "node_exporter's: CPU frequencies and governor (sysfs cpufreq)";
     thermal_zone no_thermal_zone "node_exporter's: thermal zone temperatures, cooling device states";
     hwmon no_hwmon "node_exporter's: hardware monitor chips (temperatures, fans, voltages)";
+    netclass no_netclass "node_exporter's: network interface properties (sysfs class/net)";
 }
 
 impl CollectorFlags {

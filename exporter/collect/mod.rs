@@ -24,6 +24,7 @@ pub mod gpu;
 pub mod host;
 pub mod hwmon;
 pub mod logs;
+pub mod netclass;
 pub mod netstat;
 pub mod node;
 pub mod probe;

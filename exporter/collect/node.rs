@@ -58,6 +58,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "cpufreq" => super::cpufreq::read,
         "thermal_zone" => super::thermal_zone::read,
         "hwmon" => super::hwmon::read,
+        "netclass" => super::netclass::read,
         _ => return None,
     })
 }

@@ -137,6 +137,7 @@ struct RawCollectors {
     cpufreq: Option<bool>,
     thermal_zone: Option<bool>,
     hwmon: Option<bool>,
+    netclass: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +278,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "cpufreq",
     "thermal_zone",
     "hwmon",
+    "netclass",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -629,6 +631,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             cpufreq: uc.cpufreq.or(bc.cpufreq),
             thermal_zone: uc.thermal_zone.or(bc.thermal_zone),
             hwmon: uc.hwmon.or(bc.hwmon),
+            netclass: uc.netclass.or(bc.netclass),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1094,6 +1097,7 @@ impl Validator {
             ("cpufreq", c.cpufreq),
             ("thermal_zone", c.thermal_zone),
             ("hwmon", c.hwmon),
+            ("netclass", c.netclass),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
