@@ -210,6 +210,7 @@ node_collector_flags! {
     thermal_zone no_thermal_zone "node_exporter's: thermal zone temperatures, cooling device states";
     hwmon no_hwmon "node_exporter's: hardware monitor chips (temperatures, fans, voltages)";
     netclass no_netclass "node_exporter's: network interface properties (sysfs class/net)";
+    edac no_edac "node_exporter's: EDAC memory controller error counts";
 }
 
 impl CollectorFlags {

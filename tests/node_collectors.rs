@@ -218,6 +218,13 @@ fn fixture_values_are_the_files_values() {
         r#"node_network_carrier_up_changes_total{device="eth0"} 2"#,
         r#"node_network_iface_id{device="docker0"} 3"#,
         "# TYPE node_network_carrier_down_changes_total counter",
+        // edac: errors on no known row are csrow "unknown"'s.
+        r#"node_edac_correctable_errors_total{controller="0"} 3"#,
+        r#"node_edac_uncorrectable_errors_total{controller="1"} 1"#,
+        r#"node_edac_csrow_correctable_errors_total{controller="0",csrow="0"} 2"#,
+        r#"node_edac_csrow_correctable_errors_total{controller="0",csrow="unknown"} 1"#,
+        r#"node_edac_csrow_uncorrectable_errors_total{controller="1",csrow="0"} 1"#,
+        "# TYPE node_edac_correctable_errors_total counter",
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -294,13 +301,14 @@ fn a_missing_required_file_is_a_failure_naming_it() {
 }
 
 /// The collectors whose files a kernel may lack: without them, no series and no failure.
-const OPTIONAL: [&str; 6] = [
+const OPTIONAL: [&str; 7] = [
     "sockstat",
     "conntrack",
     "schedstat",
     "cpufreq",
     "thermal_zone",
     "netclass",
+    "edac",
 ];
 
 #[test]
@@ -358,6 +366,9 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::create_dir_all(p.join("sys/net/netfilter")).unwrap();
     std::fs::write(p.join("sys/net/netfilter/nf_conntrack_count"), "-1\n").unwrap();
     std::fs::write(p.join("sys/net/netfilter/nf_conntrack_max"), "1\n").unwrap();
+    let mc = dir.path().join("sys/devices/system/edac/mc/mc0");
+    std::fs::create_dir_all(&mc).unwrap();
+    std::fs::write(mc.join("ce_count"), "-3\n").unwrap();
     // netclass is lenient, below.
     for name in REQUIRED
         .iter()

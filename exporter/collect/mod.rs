@@ -18,6 +18,7 @@ pub mod cpufreq;
 pub mod cycle;
 pub mod disk;
 pub mod docker;
+pub mod edac;
 pub mod entropy;
 pub mod filefd;
 pub mod gpu;

@@ -59,6 +59,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "thermal_zone" => super::thermal_zone::read,
         "hwmon" => super::hwmon::read,
         "netclass" => super::netclass::read,
+        "edac" => super::edac::read,
         _ => return None,
     })
 }

@@ -138,6 +138,7 @@ struct RawCollectors {
     thermal_zone: Option<bool>,
     hwmon: Option<bool>,
     netclass: Option<bool>,
+    edac: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +280,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "thermal_zone",
     "hwmon",
     "netclass",
+    "edac",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -632,6 +634,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             thermal_zone: uc.thermal_zone.or(bc.thermal_zone),
             hwmon: uc.hwmon.or(bc.hwmon),
             netclass: uc.netclass.or(bc.netclass),
+            edac: uc.edac.or(bc.edac),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1098,6 +1101,7 @@ impl Validator {
             ("thermal_zone", c.thermal_zone),
             ("hwmon", c.hwmon),
             ("netclass", c.netclass),
+            ("edac", c.edac),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
