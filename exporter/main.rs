@@ -211,6 +211,7 @@ node_collector_flags! {
     hwmon no_hwmon "node_exporter's: hardware monitor chips (temperatures, fans, voltages)";
     netclass no_netclass "node_exporter's: network interface properties (sysfs class/net)";
     edac no_edac "node_exporter's: EDAC memory controller error counts";
+    mdadm no_mdadm "node_exporter's: md software RAID arrays (/proc/mdstat)";
 }
 
 impl CollectorFlags {

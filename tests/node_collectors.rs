@@ -225,6 +225,19 @@ fn fixture_values_are_the_files_values() {
         r#"node_edac_csrow_correctable_errors_total{controller="0",csrow="unknown"} 1"#,
         r#"node_edac_csrow_uncorrectable_errors_total{controller="1",csrow="0"} 1"#,
         "# TYPE node_edac_correctable_errors_total counter",
+        // mdadm: a degraded raid1 with a failed disk, a recovering raid5, a raid0.
+        r#"node_md_disks{device="md0",state="failed"} 1"#,
+        r#"node_md_disks{device="md0",state="active"} 1"#,
+        r#"node_md_disks_required{device="md0"} 2"#,
+        r#"node_md_disks{device="md1",state="active"} 3"#,
+        r#"node_md_disks_required{device="md1"} 4"#,
+        r#"node_md_state{device="md1",state="recovering"} 1"#,
+        r#"node_md_state{device="md1",state="active"} 0"#,
+        r#"node_md_blocks{device="md1"} 5860147200"#,
+        r#"node_md_blocks_synced{device="md1"} 529659136"#,
+        r#"node_md_blocks_synced{device="md2"} 3906764800"#,
+        r#"node_md_disks{device="md2",state="active"} 2"#,
+        r#"node_md_state{device="md2",state="active"} 1"#,
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -301,7 +314,7 @@ fn a_missing_required_file_is_a_failure_naming_it() {
 }
 
 /// The collectors whose files a kernel may lack: without them, no series and no failure.
-const OPTIONAL: [&str; 7] = [
+const OPTIONAL: [&str; 8] = [
     "sockstat",
     "conntrack",
     "schedstat",
@@ -309,6 +322,7 @@ const OPTIONAL: [&str; 7] = [
     "thermal_zone",
     "netclass",
     "edac",
+    "mdadm",
 ];
 
 #[test]
@@ -369,6 +383,7 @@ fn malformed_files_fail_cleanly_never_panic() {
     let mc = dir.path().join("sys/devices/system/edac/mc/mc0");
     std::fs::create_dir_all(&mc).unwrap();
     std::fs::write(mc.join("ce_count"), "-3\n").unwrap();
+    std::fs::write(p.join("mdstat"), "md0 : active\n").unwrap();
     // netclass is lenient, below.
     for name in REQUIRED
         .iter()

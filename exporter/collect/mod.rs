@@ -25,6 +25,7 @@ pub mod gpu;
 pub mod host;
 pub mod hwmon;
 pub mod logs;
+pub mod mdadm;
 pub mod netclass;
 pub mod netstat;
 pub mod node;

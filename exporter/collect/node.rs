@@ -60,6 +60,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "hwmon" => super::hwmon::read,
         "netclass" => super::netclass::read,
         "edac" => super::edac::read,
+        "mdadm" => super::mdadm::read,
         _ => return None,
     })
 }

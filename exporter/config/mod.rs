@@ -139,6 +139,7 @@ struct RawCollectors {
     hwmon: Option<bool>,
     netclass: Option<bool>,
     edac: Option<bool>,
+    mdadm: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +282,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "hwmon",
     "netclass",
     "edac",
+    "mdadm",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -635,6 +637,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             hwmon: uc.hwmon.or(bc.hwmon),
             netclass: uc.netclass.or(bc.netclass),
             edac: uc.edac.or(bc.edac),
+            mdadm: uc.mdadm.or(bc.mdadm),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1102,6 +1105,7 @@ impl Validator {
             ("hwmon", c.hwmon),
             ("netclass", c.netclass),
             ("edac", c.edac),
+            ("mdadm", c.mdadm),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
