@@ -212,6 +212,7 @@ node_collector_flags! {
     netclass no_netclass "node_exporter's: network interface properties (sysfs class/net)";
     edac no_edac "node_exporter's: EDAC memory controller error counts";
     mdadm no_mdadm "node_exporter's: md software RAID arrays (/proc/mdstat)";
+    bonding no_bonding "node_exporter's: bonded interfaces' configured and active slaves";
 }
 
 impl CollectorFlags {

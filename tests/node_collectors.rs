@@ -238,6 +238,10 @@ fn fixture_values_are_the_files_values() {
         r#"node_md_blocks_synced{device="md2"} 3906764800"#,
         r#"node_md_disks{device="md2",state="active"} 2"#,
         r#"node_md_state{device="md2",state="active"} 1"#,
+        // bonding: eth0 up, eth1 down.
+        r#"node_bonding_slaves{master="bond0"} 2"#,
+        r#"node_bonding_active{master="bond0"} 1"#,
+        r#"node_network_up{device="bond0"} 1"#,
     ] {
         assert!(has(line), "missing {line:?} in:\n{all}");
     }
@@ -314,7 +318,7 @@ fn a_missing_required_file_is_a_failure_naming_it() {
 }
 
 /// The collectors whose files a kernel may lack: without them, no series and no failure.
-const OPTIONAL: [&str; 8] = [
+const OPTIONAL: [&str; 9] = [
     "sockstat",
     "conntrack",
     "schedstat",
@@ -323,6 +327,7 @@ const OPTIONAL: [&str; 8] = [
     "netclass",
     "edac",
     "mdadm",
+    "bonding",
 ];
 
 #[test]
@@ -384,11 +389,11 @@ fn malformed_files_fail_cleanly_never_panic() {
     std::fs::create_dir_all(&mc).unwrap();
     std::fs::write(mc.join("ce_count"), "-3\n").unwrap();
     std::fs::write(p.join("mdstat"), "md0 : active\n").unwrap();
-    // netclass is lenient, below.
+    // netclass is lenient and bonding parses nothing, below.
     for name in REQUIRED
         .iter()
         .chain(&OPTIONAL)
-        .filter(|n| **n != "netclass")
+        .filter(|n| !["netclass", "bonding"].contains(n))
     {
         match read(name, dir.path()) {
             Err(NodeError::Failed(message)) => {
@@ -408,6 +413,13 @@ fn malformed_files_fail_cleanly_never_panic() {
     let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["node_hwmon_chip_names", "node_hwmon_fan_rpm"]);
     assert_eq!(f[1].samples[0].0[0], ("chip".into(), "k10temp".into()));
+    // bonding: a bond without its slaves file is a failure naming it.
+    std::fs::create_dir_all(dir.path().join("sys/class/net")).unwrap();
+    std::fs::write(dir.path().join("sys/class/net/bonding_masters"), "bond0\n").unwrap();
+    match read("bonding", dir.path()) {
+        Err(NodeError::Failed(m)) => assert!(m.contains("bond0/bonding/slaves"), "{m}"),
+        other => panic!("bonding: expected a failure, got {other:?}"),
+    }
     // netclass leaves out an attribute that is not a number, as node_exporter does.
     let iface = dir.path().join("sys/class/net/eth0");
     std::fs::create_dir_all(&iface).unwrap();

@@ -12,6 +12,7 @@
 //! running", and the cycle after it returns starts a fresh run.
 
 pub mod arp;
+pub mod bonding;
 pub mod cgroup;
 pub mod conntrack;
 pub mod cpufreq;

@@ -61,6 +61,7 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "netclass" => super::netclass::read,
         "edac" => super::edac::read,
         "mdadm" => super::mdadm::read,
+        "bonding" => super::bonding::read,
         _ => return None,
     })
 }

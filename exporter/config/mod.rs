@@ -140,6 +140,7 @@ struct RawCollectors {
     netclass: Option<bool>,
     edac: Option<bool>,
     mdadm: Option<bool>,
+    bonding: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +284,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "netclass",
     "edac",
     "mdadm",
+    "bonding",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -638,6 +640,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             netclass: uc.netclass.or(bc.netclass),
             edac: uc.edac.or(bc.edac),
             mdadm: uc.mdadm.or(bc.mdadm),
+            bonding: uc.bonding.or(bc.bonding),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1106,6 +1109,7 @@ impl Validator {
             ("netclass", c.netclass),
             ("edac", c.edac),
             ("mdadm", c.mdadm),
+            ("bonding", c.bonding),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
