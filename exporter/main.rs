@@ -209,6 +209,10 @@ node_collector_flags! {
     cpufreq no_cpufreq "node_exporter's: CPU frequencies and governor (sysfs cpufreq)";
     thermal_zone no_thermal_zone "node_exporter's: thermal zone temperatures, cooling device states";
     hwmon no_hwmon "node_exporter's: hardware monitor chips (temperatures, fans, voltages)";
+    netclass no_netclass "node_exporter's: network interface properties (sysfs class/net)";
+    edac no_edac "node_exporter's: EDAC memory controller error counts";
+    mdadm no_mdadm "node_exporter's: md software RAID arrays (/proc/mdstat)";
+    bonding no_bonding "node_exporter's: bonded interfaces' configured and active slaves";
 }
 
 impl CollectorFlags {

@@ -12,18 +12,22 @@
 //! running", and the cycle after it returns starts a fresh run.
 
 pub mod arp;
+pub mod bonding;
 pub mod cgroup;
 pub mod conntrack;
 pub mod cpufreq;
 pub mod cycle;
 pub mod disk;
 pub mod docker;
+pub mod edac;
 pub mod entropy;
 pub mod filefd;
 pub mod gpu;
 pub mod host;
 pub mod hwmon;
 pub mod logs;
+pub mod mdadm;
+pub mod netclass;
 pub mod netstat;
 pub mod node;
 pub mod probe;

@@ -58,6 +58,10 @@ pub fn reader(name: &str) -> Option<ReadFn> {
         "cpufreq" => super::cpufreq::read,
         "thermal_zone" => super::thermal_zone::read,
         "hwmon" => super::hwmon::read,
+        "netclass" => super::netclass::read,
+        "edac" => super::edac::read,
+        "mdadm" => super::mdadm::read,
+        "bonding" => super::bonding::read,
         _ => return None,
     })
 }

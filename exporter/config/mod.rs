@@ -137,6 +137,10 @@ struct RawCollectors {
     cpufreq: Option<bool>,
     thermal_zone: Option<bool>,
     hwmon: Option<bool>,
+    netclass: Option<bool>,
+    edac: Option<bool>,
+    mdadm: Option<bool>,
+    bonding: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +281,10 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "cpufreq",
     "thermal_zone",
     "hwmon",
+    "netclass",
+    "edac",
+    "mdadm",
+    "bonding",
 ];
 
 /// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
@@ -629,6 +637,10 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             cpufreq: uc.cpufreq.or(bc.cpufreq),
             thermal_zone: uc.thermal_zone.or(bc.thermal_zone),
             hwmon: uc.hwmon.or(bc.hwmon),
+            netclass: uc.netclass.or(bc.netclass),
+            edac: uc.edac.or(bc.edac),
+            mdadm: uc.mdadm.or(bc.mdadm),
+            bonding: uc.bonding.or(bc.bonding),
         }),
         rule_files: user.rule_files.or(base.rule_files),
         state_dir: user.state_dir.or(base.state_dir),
@@ -1094,6 +1106,10 @@ impl Validator {
             ("cpufreq", c.cpufreq),
             ("thermal_zone", c.thermal_zone),
             ("hwmon", c.hwmon),
+            ("netclass", c.netclass),
+            ("edac", c.edac),
+            ("mdadm", c.mdadm),
+            ("bonding", c.bonding),
         ] {
             if let Some(on) = on {
                 node.set(name, on);
