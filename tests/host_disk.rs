@@ -12,24 +12,10 @@ use std::time::{Duration, Instant};
 use lookout::collect::disk::{DiskCollector, FsStats, Statfs};
 use lookout::collect::host::HostCollector;
 use lookout::collect::Collector;
-use lookout::config::{Config, Overrides};
 use lookout::exposition::{render_host_disk, Format};
 use lookout::snapshot::{Filesystem, Part, Snapshot};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host")
-}
-
-/// The default config with its roots at `root` (procfs `<root>/proc`, rootfs `<root>`).
-fn config_at(root: &Path) -> Config {
-    let flags = Overrides {
-        procfs: Some(root.join("proc").display().to_string()),
-        sysfs: Some(root.join("sys").display().to_string()),
-        rootfs: Some(root.display().to_string()),
-        ..Default::default()
-    };
-    Config::load(None, &|_| None, &flags).expect("default config")
-}
+use support::{config_at, host_fixture as fixture};
 
 /// A statfs whose answers depend only on the mount point (the path under the fixture root).
 fn fake_statfs(root: PathBuf) -> impl Fn(&Path) -> std::io::Result<FsStats> + Send + Sync {

@@ -6,29 +6,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lookout::collect::node::{NodeCollector, NodeError};
-use lookout::config::{Config, Overrides, NODE_COLLECTOR_NAMES};
+use lookout::config::NODE_COLLECTOR_NAMES;
 use lookout::exposition::{render_node, Format};
 use lookout::snapshot::{Family, Snapshot};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host")
-}
-
-/// The default config with procfs `<root>/proc` and sysfs `<root>/sys`.
-fn config_at(root: &Path) -> Config {
-    let flags = Overrides {
-        procfs: Some(root.join("proc").display().to_string()),
-        sysfs: Some(root.join("sys").display().to_string()),
-        rootfs: Some(root.display().to_string()),
-        ..Default::default()
-    };
-    Config::load(None, &|_| None, &flags).expect("default config")
-}
+use support::{config_at, host_fixture as fixture};
 
 fn read(name: &'static str, root: &Path) -> Result<Vec<Family>, NodeError> {
     let config = config_at(root);

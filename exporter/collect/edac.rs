@@ -106,19 +106,10 @@ pub fn families(controllers: &[Controller]) -> Vec<Family> {
 mod tests {
     use super::*;
 
-    fn write(dir: &Path, files: &[(&str, &str)]) {
-        std::fs::create_dir_all(dir).unwrap();
-        for (f, v) in files {
-            std::fs::write(dir.join(f), format!("{v}\n")).unwrap();
-        }
-    }
+    use crate::collect::node::testing::write;
 
     fn paths(root: &Path) -> Paths {
-        Paths {
-            procfs: root.join("proc"),
-            sysfs: root.to_path_buf(),
-            rootfs: root.to_path_buf(),
-        }
+        crate::collect::node::testing::paths(root, root)
     }
 
     #[test]

@@ -146,17 +146,37 @@ pub(crate) fn parse_error(path: &Path, message: impl std::fmt::Display) -> NodeE
     NodeError::Failed(format!("cannot parse {}: {message}", path.display()))
 }
 
+/// Helpers for the collectors' unit tests: fixture files and roots.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    use crate::config::Paths;
+
+    /// Write `files` (name, content; a newline is added, as sysfs does) in `dir`.
+    pub fn write(dir: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (f, v) in files {
+            std::fs::write(dir.join(f), format!("{v}\n")).unwrap();
+        }
+    }
+
+    /// procfs at `<root>/proc`, sysfs at `sysfs`, rootfs at `root`.
+    pub fn paths(root: &Path, sysfs: &Path) -> Paths {
+        Paths {
+            procfs: root.join("proc"),
+            sysfs: sysfs.to_path_buf(),
+            rootfs: root.to_path_buf(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn paths(root: &Path) -> Paths {
-        Paths {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            rootfs: PathBuf::from(root),
-        }
+        super::testing::paths(root, &root.join("sys"))
     }
 
     #[test]

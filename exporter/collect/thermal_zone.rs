@@ -172,12 +172,7 @@ pub fn families(zones: &[Zone], devices: &[CoolingDevice]) -> Vec<Family> {
 mod tests {
     use super::*;
 
-    fn write(dir: &Path, files: &[(&str, &str)]) {
-        std::fs::create_dir_all(dir).unwrap();
-        for (f, v) in files {
-            std::fs::write(dir.join(f), format!("{v}\n")).unwrap();
-        }
-    }
+    use crate::collect::node::testing::write;
 
     #[test]
     fn zones_and_devices() {

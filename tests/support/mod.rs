@@ -331,6 +331,23 @@ fn config_text(addr: &str, config: &str, dir: &Path) -> String {
     format!("listen: {addr}\n{state}{config}")
 }
 
+/// The host fixture tree (procfs, sysfs, rootfs written from the kernel's documentation).
+pub fn host_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host")
+}
+
+/// The default config with its roots at `root`: procfs `<root>/proc`, sysfs `<root>/sys`,
+/// rootfs `<root>`.
+pub fn config_at(root: &Path) -> lookout::config::Config {
+    let flags = lookout::config::Overrides {
+        procfs: Some(root.join("proc").display().to_string()),
+        sysfs: Some(root.join("sys").display().to_string()),
+        rootfs: Some(root.display().to_string()),
+        ..Default::default()
+    };
+    lookout::config::Config::load(None, &|_| None, &flags).expect("default config")
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
