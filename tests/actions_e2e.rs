@@ -306,18 +306,20 @@ fn the_standby_takes_over_and_steps_back() {
     });
     assert!(stopped.is_some(), "{}", lo.log());
     assert!(t0.elapsed() >= Duration::from_secs(2), "not before `for`");
-    let kinds: Vec<String> = actions(&lo)
-        .iter()
-        .map(|a| format!("{}:{}", a["action"], a["outcome"]))
-        .collect();
-    assert!(
-        kinds.contains(&"\"start_standby\":\"success\"".to_string()),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.contains(&"\"stop_standby\":\"success\"".to_string()),
-        "{kinds:?}"
-    );
+    // The record is written once `docker stop` has returned, a moment after the state.
+    let kinds = || -> Vec<String> {
+        actions(&lo)
+            .iter()
+            .map(|a| format!("{}:{}", a["action"], a["outcome"]))
+            .collect()
+    };
+    let both = wait_until(Duration::from_secs(10), || {
+        let k = kinds();
+        (k.contains(&"\"start_standby\":\"success\"".to_string())
+            && k.contains(&"\"stop_standby\":\"success\"".to_string()))
+        .then_some(())
+    });
+    assert!(both.is_some(), "{:?}", kinds());
 }
 
 /// Dry-run changes nothing and logs everything; the opt-out label is respected.
