@@ -84,6 +84,39 @@ pub struct DockerState {
     facts_dirty: AtomicBool,
 }
 
+/// The task that keeps a collector's per-container work (log followers, probes) in step with
+/// the inventory: started on first use, started again if it ended (a panic), aborted when
+/// dropped with its collector.
+#[derive(Default)]
+pub struct Follower(std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>);
+
+impl Follower {
+    /// Start the task with `start` unless it runs.
+    pub fn ensure<F>(&self, start: impl FnOnce() -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if s.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        *s = Some(tokio::spawn(start()));
+    }
+
+    /// Whether the task was started.
+    pub fn started(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            h.abort();
+        }
+    }
+}
+
 impl DockerState {
     pub fn new(filter: NameFilter) -> Arc<DockerState> {
         DockerState::with_facts(filter, &StateDir::none())

@@ -454,7 +454,7 @@ struct Inner<D: DockerApi + ?Sized> {
 /// Counts log lines and pattern matches of opted-in containers.
 pub struct LogCollector<D: DockerApi + ?Sized> {
     inner: Arc<Inner<D>>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
+    supervisor: super::docker::Follower,
 }
 
 impl<D: DockerApi + ?Sized> LogCollector<D> {
@@ -480,25 +480,18 @@ impl<D: DockerApi + ?Sized> LogCollector<D> {
                 table: Mutex::new(Table::default()),
                 created_ns: unix_ns(crate::now_unix()),
             }),
-            supervisor: Mutex::new(None),
+            supervisor: Default::default(),
         }
     }
 
     fn ensure_supervisor(&self) {
-        let mut s = self.supervisor.lock().unwrap();
-        if s.as_ref().is_some_and(|h| !h.is_finished()) {
-            return;
-        }
         let inner = self.inner.clone();
-        *s = Some(tokio::spawn(async move { inner.supervise().await }));
+        self.supervisor.ensure(|| inner.supervise());
     }
 }
 
 impl<D: DockerApi + ?Sized> Drop for LogCollector<D> {
     fn drop(&mut self) {
-        if let Some(h) = self.supervisor.lock().unwrap().take() {
-            h.abort();
-        }
         for f in self.inner.table.lock().unwrap().followed.values() {
             f.task.abort();
         }

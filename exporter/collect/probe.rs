@@ -354,7 +354,7 @@ struct Inner {
 /// Probes the containers that carry the label `lookout.probe`.
 pub struct ProbeCollector {
     inner: Arc<Inner>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
+    supervisor: super::docker::Follower,
 }
 
 impl ProbeCollector {
@@ -368,25 +368,18 @@ impl ProbeCollector {
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
                 table: Mutex::new(Table::default()),
             }),
-            supervisor: Mutex::new(None),
+            supervisor: Default::default(),
         }
     }
 
     fn ensure_supervisor(&self) {
-        let mut s = self.supervisor.lock().unwrap();
-        if s.as_ref().is_some_and(|h| !h.is_finished()) {
-            return;
-        }
         let inner = self.inner.clone();
-        *s = Some(tokio::spawn(async move { inner.supervise().await }));
+        self.supervisor.ensure(|| inner.supervise());
     }
 }
 
 impl Drop for ProbeCollector {
     fn drop(&mut self) {
-        if let Some(h) = self.supervisor.lock().unwrap().take() {
-            h.abort();
-        }
         for p in self.inner.table.lock().unwrap().probed.values() {
             p.task.abort();
         }
