@@ -611,19 +611,35 @@ fn a_swarm_service_scales_within_max() {
         eprintln!("skipping: this daemon is already in a swarm this test did not create");
         return;
     }
-    struct Leave;
+    // Leave the swarm, and remove the bridge network joining it made (it stays in use for a
+    // moment after leaving: retry).
+    struct Leave(bool);
     impl Drop for Leave {
         fn drop(&mut self) {
             let _ = docker(&["swarm", "leave", "--force"]);
+            if self.0 {
+                for _ in 0..20 {
+                    if docker(&["network", "rm", "docker_gwbridge"])
+                        .status
+                        .success()
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
         }
     }
+    let had_bridge = docker(&["network", "inspect", "docker_gwbridge"])
+        .status
+        .success();
     let init = docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
     assert!(
         init.status.success(),
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let _leave = Leave;
+    let _leave = Leave(!had_bridge);
     let svc = support::unique_name("lookout-act-swarm").replace('_', "-");
     let out = docker(&[
         "service",
