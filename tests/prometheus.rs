@@ -2,19 +2,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{free_port, get, wait_until, Container, Lookout};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::prometheus::Prometheus;
+use support::{get, wait_until, Container, Lookout};
 
 #[test]
 fn promtool_finds_nothing_to_lint() {
@@ -32,7 +23,7 @@ fn promtool_finds_nothing_to_lint() {
 
 #[test]
 fn prometheus_scrapes_lookout() {
-    if !support::tool_or_skip("prometheus_scrapes_lookout", "/usr/bin/prometheus") {
+    if !support::tool_or_skip("prometheus_scrapes_lookout", support::prometheus::BIN) {
         return;
     }
     if !support::docker_or_skip("prometheus_scrapes_lookout") {
@@ -58,42 +49,16 @@ fn prometheus_scrapes_lookout() {
         ),
         &[],
     );
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: lookout\n    static_configs:\n      - targets: ['{}']\n",
-            lk.addr
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let paddr = format!("127.0.0.1:{port}");
-    let _prom = Kill(
-        Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={paddr}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("start prometheus"),
-    );
-    let query = |q: &str| -> Option<serde_json::Value> {
-        let path = format!("/api/v1/query?query={}", urlencode(q));
-        let r = support::request(&paddr, "GET", &path, &[]).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-        let res = v["data"]["result"].as_array()?.clone();
-        (!res.is_empty()).then_some(serde_json::Value::Array(res))
-    };
+    let prom = Prometheus::start(&[&lk.addr]);
+    let query = |q: &str| prom.query(q).ok().filter(|r| !r.is_empty());
     let up = wait_until(Duration::from_secs(40), || {
         query("up{job=\"lookout\"} == 1")
     });
-    let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-    assert!(up.is_some(), "lookout never up in Prometheus:\n{log}");
+    assert!(
+        up.is_some(),
+        "lookout never up in Prometheus:\n{}",
+        prom.log()
+    );
     let limit = wait_until(Duration::from_secs(20), || {
         query(&format!(
             "container_spec_memory_limit_bytes{{name=\"{}\"}}",
@@ -122,25 +87,14 @@ fn prometheus_scrapes_lookout() {
         )
     })
     .expect("lookout_alerts joins container_memory_usage_bytes on id");
-    assert_eq!(joined.as_array().unwrap().len(), 1, "{joined}");
-    assert_eq!(joined[0]["metric"]["name"], c.name.as_str(), "{joined}");
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert_eq!(joined[0]["metric"]["name"], c.name.as_str(), "{joined:?}");
     let id = joined[0]["metric"]["id"].as_str().unwrap_or("");
-    assert!(id.starts_with('/') && id.contains(&c.id), "{joined}");
+    assert!(id.starts_with('/') && id.contains(&c.id), "{joined:?}");
     // The target has no scrape error (format and content type accepted).
-    let targets = get(&paddr, "/api/v1/targets").text();
+    let targets = get(&prom.addr, "/api/v1/targets").text();
     let t: serde_json::Value = serde_json::from_str(&targets).unwrap();
     let active = &t["data"]["activeTargets"][0];
     assert_eq!(active["health"], "up", "{targets}");
     assert_eq!(active["lastError"], "", "{targets}");
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -5,7 +5,9 @@
 pub mod alertmanager;
 pub mod discord;
 pub mod fake_runtime;
+pub mod grafana;
 pub mod http_sink;
+pub mod prometheus;
 pub mod smtp;
 
 use std::io::{Read, Write};
