@@ -2,7 +2,8 @@
 //! Debian's `promtool check rules` and their unit tests, each twin is tested firing and not
 //! firing, every default rule of lookout has its twin, Debian's `amtool` accepts
 //! `alertmanager.yml`, and each twin routes there to exactly the receivers its lookout rule
-//! names in `notify:`.
+//! names in `notify:`; and, end to end, Prometheus evaluates the twins over a real lookout and
+//! Alertmanager delivers them to Discord and mail.
 
 mod support;
 
@@ -222,4 +223,159 @@ fn each_twin_routes_to_the_receivers_its_lookout_rule_names() {
     }
     assert!(checked > 0, "no rule checked");
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// `alertmanager.yml` with only what a test machine needs changed: the Discord webhook and the
+/// SMTP server are the test's (plain SMTP, no AUTH), and groups are sent after 1 s. The route
+/// tree, receivers and inhibitions stay as shipped.
+fn alertmanager_config_for_test(discord_url: &str, smtp_port: u16) -> String {
+    let mut am = yaml(&repo("alertmanager/alertmanager.yml"));
+    let g = am["global"].as_mapping_mut().expect("global:");
+    g.insert(
+        "smtp_smarthost".into(),
+        format!("127.0.0.1:{smtp_port}").into(),
+    );
+    g.insert("smtp_require_tls".into(), false.into());
+    g.remove("smtp_auth_username");
+    g.remove("smtp_auth_password_file");
+    am["route"]["group_wait"] = "1s".into();
+    am["route"]["group_interval"] = "1s".into();
+    for r in am["receivers"].as_sequence_mut().unwrap() {
+        if let Some(d) = r.get_mut("discord_configs") {
+            d[0]["webhook_url"] = discord_url.into();
+        }
+    }
+    serde_yaml::to_string(&am).unwrap()
+}
+
+/// Alerting from Prometheus, end to end: Debian's Prometheus evaluates the twins over a real
+/// lookout's series, and Debian's Alertmanager 0.25 delivers through the shipped route tree, by
+/// `discord_configs` to a strict fake Discord and by `email_configs` to a real SMTP server: a
+/// crashed container to Discord only, an OOM kill to Discord and mail.
+#[test]
+fn prometheus_and_alertmanager_deliver_the_twins_alerts() {
+    let test = "prometheus_and_alertmanager_deliver_the_twins_alerts";
+    if !support::tool_or_skip(test, support::prometheus::BIN)
+        || !support::alertmanager::alertmanager_or_skip(test)
+        || !support::smtp::smtp_tools_or_skip(test)
+        || !support::docker_or_skip(test)
+    {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let discord = rt.block_on(support::discord::FakeDiscord::start());
+    let smtp = support::smtp::SmtpSink::start(&support::smtp::SinkOptions::default());
+    let am = support::alertmanager::Alertmanager::start(&alertmanager_config_for_test(
+        &discord.webhook_url(),
+        smtp.port(),
+    ));
+    let pid = std::process::id();
+    let lookout = support::Lookout::start(
+        &format!(
+            "interval: 1s\nrule_files: []\ndocker:\n  include: [\"lookout-amit-*-{pid}-*\"]\n"
+        ),
+        &[],
+    );
+    let prom = support::prometheus::Prometheus::start_with(
+        &[&lookout.addr],
+        &format!(
+            "rule_files: ['{}']\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n",
+            repo("alertmanager/prometheus-rules.yml").display(),
+            am.addr
+        ),
+    );
+    assert!(
+        prom.wait_for(
+            "up{job=\"lookout\"} == 1",
+            std::time::Duration::from_secs(40)
+        )
+        .is_some(),
+        "lookout never up:\n{}",
+        prom.log()
+    );
+    let crashed = support::Container::run("lookout-amit-crashed", &[], &["sh", "-c", "exit 3"]);
+    // Writes past its 16 MiB limit into tmpfs: the kernel OOM-kills it (exit 137).
+    let oomed = support::Container::run(
+        "lookout-amit-oom",
+        &[
+            "--memory",
+            "16m",
+            "--memory-swap",
+            "16m",
+            "--shm-size",
+            "64m",
+        ],
+        &[
+            "sh",
+            "-c",
+            "sleep 1; head -c 60000000 /dev/zero > /dev/shm/x; sleep 3600",
+        ],
+    );
+    let timeout = std::time::Duration::from_secs(90);
+    let titles = |d: &support::discord::FakeDiscord| -> Vec<String> {
+        d.messages()
+            .iter()
+            .flat_map(|m| m.embeds())
+            .filter_map(|e| e["title"].as_str().map(str::to_string))
+            .collect()
+    };
+    let in_discord = |alert: &str, name: &str| {
+        support::wait_until(timeout, || {
+            titles(&discord)
+                .into_iter()
+                .find(|t| t.contains(alert))
+                .filter(|_| {
+                    discord
+                        .messages()
+                        .iter()
+                        .any(|m| m.body.to_string().contains(name))
+                })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {alert} for {name} in Discord: {:?}\nAlertmanager:\n{}\nPrometheus alerts: {:?}",
+                titles(&discord),
+                am.log(),
+                prom.query("ALERTS")
+            )
+        })
+    };
+    let subjects = |s: &support::smtp::SmtpSink| -> Vec<String> {
+        s.messages()
+            .iter()
+            .filter_map(|m| m.header("Subject").map(str::to_string))
+            .collect()
+    };
+    in_discord("ContainerDown", &crashed.name);
+    in_discord("ContainerOomKilled", &oomed.name);
+    // The kernel's OOM kill is a host alert too, by mail and Discord.
+    in_discord("HostOomKillDetected", "HostOomKillDetected");
+    for alert in ["ContainerOomKilled", "HostOomKillDetected"] {
+        let mailed = support::wait_until(timeout, || {
+            subjects(&smtp).into_iter().find(|s| s.contains(alert))
+        });
+        assert!(
+            mailed.is_some(),
+            "no {alert} mail: {:?}\nAlertmanager:\n{}",
+            subjects(&smtp),
+            am.log()
+        );
+    }
+    // A container that is down goes to Discord only: give a mail time to arrive, then none.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mails = subjects(&smtp);
+    assert!(
+        !mails.iter().any(|s| s.contains("ContainerDown")),
+        "ContainerDown went by mail: {mails:?}"
+    );
+    // Every post was a valid Discord webhook call (the fake answers 4xx to anything else).
+    assert!(
+        discord.statuses().keys().all(|s| *s < 300),
+        "{:?}",
+        discord.statuses()
+    );
 }

@@ -30,6 +30,11 @@ impl Prometheus {
     /// Start Prometheus scraping `targets` (`host:port`) as job `lookout`, scrape and rule
     /// evaluation every second.
     pub fn start(targets: &[&str]) -> Prometheus {
+        Prometheus::start_with(targets, "")
+    }
+
+    /// [`Prometheus::start`] with more top-level config (`rule_files:`, `alerting:`) appended.
+    pub fn start_with(targets: &[&str], extra: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("prometheus.yml");
         let list = targets
@@ -40,7 +45,7 @@ impl Prometheus {
         std::fs::write(
             &cfg,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: lookout\n    static_configs:\n      - targets: [{list}]\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: lookout\n    static_configs:\n      - targets: [{list}]\n{extra}"
             ),
         )
         .unwrap();
