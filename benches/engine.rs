@@ -182,7 +182,7 @@ fn run(load: Load, rules: &[Rule]) {
         }
     }
     let t = Instant::now();
-    let targets = vars::targets(&snaps[0], None, "bench");
+    let targets = vars::targets(&snaps[0], None, "bench", &Default::default());
     let targets_ms = t.elapsed().as_secs_f64() * 1e3;
     let (p50, p95, max) = percentiles(eval_ms);
     let (c50, c95, _) = percentiles(eval_cpu);
@@ -232,7 +232,7 @@ fn main() {
     }
 
     // One pass of the same pairs: compiled expressions alone, and evalexpr's tree walk.
-    let targets = vars::targets(&snapshot(typical, 0), None, "bench");
+    let targets = vars::targets(&snapshot(typical, 0), None, "bench", &Default::default());
     let pairs = |f: &dyn Fn(&Rule, &vars::Target) -> bool| {
         let t = Instant::now();
         let mut n = 0usize;

@@ -3,7 +3,9 @@
 //!
 //! - [`rule`]: rule files, validated whole and compiled; [`expr`]: the compiled expressions,
 //!   and [`functions`]: the functions they may call (char-safe, never panicking);
-//!   [`template`]: annotation templates; [`vars`]: the scope variables and the targets.
+//!   [`template`]: annotation templates; [`vars`]: the scope variables and the targets, with
+//!   [`facts`]: the host facts read from the node_exporter-style collectors, and [`fill`]: the
+//!   filesystems' free-space history behind `fill_eta_seconds`.
 //! - [`state`]: the pure state machine of one (rule, target) instance.
 //! - [`Engine`] (here): the rules, the instances that are pending or firing, evaluation, the
 //!   view the API and `/metrics` read, persistence across restarts, and reload.
@@ -16,6 +18,8 @@
 //!   evaluation returns transitions and never sends anything itself.
 
 pub mod expr;
+pub mod facts;
+pub mod fill;
 pub mod functions;
 pub mod journal;
 pub mod rule;
@@ -208,6 +212,9 @@ pub struct Engine {
     last_duration: f64,
     /// The last scheduled evaluation's readings for rules with a `scale` action.
     samples: Vec<Sample>,
+    /// The filesystems' free space over the last hours, for `fill_eta_seconds`; kept across
+    /// reloads.
+    fill: fill::FillHistory,
 }
 
 /// A reading of a rule's first variable on one target, in a scheduled evaluation (for
@@ -502,6 +509,7 @@ impl Engine {
             dirty: false,
             last_duration: 0.0,
             samples: Vec::new(),
+            fill: fill::FillHistory::default(),
         };
         e.install(rules.into_iter().map(Slot::new).collect());
         if let Err(err) = e.restore() {
@@ -620,7 +628,10 @@ impl Engine {
         now: f64,
     ) -> Vec<AlertEvent> {
         let start = Instant::now();
-        let targets = vars::targets(snap, prev, &self.hostname);
+        if vars::present(snap, Scope::Filesystem) {
+            self.fill.observe(&snap.filesystems, snap.taken_at);
+        }
+        let targets = vars::targets(snap, prev, &self.hostname, &self.fill);
         let scopes: Vec<Scope> = Scope::ALL
             .into_iter()
             .filter(|s| vars::present(snap, *s))

@@ -575,3 +575,60 @@ fn a_restored_firing_alert_holds_through_the_first_unknown_cycles() {
     assert_eq!(v.alerts.len(), 1);
     assert_eq!(v.alerts[0].fired_at, Some(120.0));
 }
+
+#[test]
+fn fill_eta_comes_from_the_engines_history_which_survives_a_reload() {
+    let text = |name: &str| {
+        format!(
+            "groups:\n  - name: d\n    rules:\n      - alert: {name}\n        scope: filesystem\n        expr: fill_eta_seconds < 86400\n"
+        )
+    };
+    let load = |t: String| {
+        rule::load(&[rule::Source {
+            name: "t.yml".into(),
+            text: t,
+        }])
+        .unwrap()
+    };
+    let mut e = Engine::new(load(text("Filling")).rules, "box", StateDir::none());
+    let snap = |t: f64, collected: bool| Snapshot {
+        taken_at: t,
+        collectors: vec![CollectorStatus {
+            success: collected,
+            ..CollectorStatus::succeeded("disk")
+        }],
+        // 50 GB free, losing 1 MB/s: full in under 14 hours.
+        filesystems: vec![crate::snapshot::Filesystem {
+            mountpoint: "/data".into(),
+            device: "/dev/sdb1".into(),
+            size_bytes: 100_000_000_000,
+            avail_bytes: 50_000_000_000 - t as u64 * 1_000_000,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut fired = None;
+    for minute in 0..=70u32 {
+        let t = f64::from(minute) * 60.0;
+        if minute == 30 {
+            // Another rule set: the history is the engine's, not the rules'.
+            e.reload(load(text("WillFill")));
+        }
+        let ev = e.evaluate(&snap(t, true), None, t);
+        if !ev.is_empty() && fired.is_none() {
+            fired = Some((
+                minute,
+                ev[0].alert.alertname.clone(),
+                ev[0].alert.value.clone(),
+            ));
+        }
+        // A failed disk collection adds nothing and forgets nothing.
+        e.evaluate(&snap(t + 30.0, false), None, t + 30.0);
+    }
+    // An hour of history is needed; the reload at 30 minutes lost none of it.
+    let (minute, name, value) = fired.expect("fired");
+    assert_eq!((minute, name.as_str()), (60, "WillFill"));
+    // 50 000 s from t = 0, read at t = 3600.
+    let eta: f64 = value.unwrap().parse().unwrap();
+    assert!((eta - 46_400.0).abs() < 1.0, "{eta}");
+}

@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use evalexpr::Value;
 
 use super::expr::Names;
+use super::facts::NodeFacts;
+use super::fill::FillHistory;
 use crate::snapshot::{
     labels, Container, Filesystem, Gpu, HostStats, LabelAllowlist, Snapshot, State,
 };
@@ -55,7 +57,7 @@ pub struct Def<F> {
 
 type ContainerGet = for<'a, 'b> fn(&'b ContainerSource<'a>) -> Value;
 type HostGet = for<'a, 'b> fn(&'b HostSource<'a>) -> Value;
-type FsGet = fn(&Filesystem) -> Value;
+type FsGet = for<'a, 'b> fn(&'b FsSource<'a>) -> Value;
 type GpuGet = fn(&Gpu) -> Value;
 
 /// What a container target's variables are read from.
@@ -73,6 +75,15 @@ pub struct ContainerSource<'a> {
 pub struct HostSource<'a> {
     pub h: &'a HostStats,
     pub now: f64,
+    /// What the node_exporter-style collectors found.
+    pub node: &'a NodeFacts,
+}
+
+/// What a filesystem target's variables are read from.
+pub struct FsSource<'a> {
+    pub f: &'a Filesystem,
+    /// Seconds until it is predicted to fill (+∞: not filling), from the engine's history.
+    pub fill_eta_seconds: Option<f64>,
 }
 
 fn num(v: Option<f64>) -> Value {
@@ -81,6 +92,10 @@ fn num(v: Option<f64>) -> Value {
 
 fn text(s: &str) -> Value {
     Value::String(s.to_string())
+}
+
+fn flag(v: Option<bool>) -> Value {
+    v.map(Value::Boolean).unwrap_or(Value::Empty)
 }
 
 fn pct(part: f64, whole: f64) -> Value {
@@ -150,23 +165,36 @@ pub const HOST: &[Def<HostGet>] = &[
     Def { name: "load5", kind: Kind::Number, doc: "5-minute load average.", get: |s| Value::Float(s.h.load5) },
     Def { name: "load15", kind: Kind::Number, doc: "15-minute load average.", get: |s| Value::Float(s.h.load15) },
     Def { name: "uptime_seconds", kind: Kind::Number, doc: "Seconds since boot.", get: |s| if s.h.boot_time > 0.0 { Value::Float((s.now - s.h.boot_time).max(0.0)) } else { Value::Empty } },
+    Def { name: "context_switches_per_second", kind: Kind::Number, doc: "Context switches per second since the previous cycle (`node_context_switches_total`, stat collector); missing on the first cycle.", get: |s| num(s.node.context_switches_per_second) },
+    Def { name: "conntrack_used_percent", kind: Kind::Number, doc: "Connection-tracking entries / their limit (`node_nf_conntrack_entries`, conntrack collector); missing without nf_conntrack.", get: |s| s.node.conntrack.map_or(Value::Empty, |(n, max)| pct(n, max)) },
+    Def { name: "filefd_used_percent", kind: Kind::Number, doc: "Allocated file handles / their maximum (`node_filefd_allocated`, filefd collector).", get: |s| s.node.filefd.map_or(Value::Empty, |(n, max)| pct(n, max)) },
+    Def { name: "clock_offset_seconds", kind: Kind::Number, doc: "The kernel clock's offset from its reference clock (`node_timex_offset_seconds`, timex collector).", get: |s| num(s.node.clock_offset_seconds) },
+    Def { name: "clock_synchronized", kind: Kind::Bool, doc: "Whether the kernel reports its clock synchronised (`node_timex_sync_status`, timex collector).", get: |s| flag(s.node.clock_synchronized) },
+    Def { name: "oom_kills", kind: Kind::Number, doc: "Processes the kernel's OOM killer ended since the previous cycle (`node_vmstat_oom_kill`'s increase, vmstat collector); missing on the first cycle.", get: |s| num(s.node.oom_kills) },
+    Def { name: "raid_degraded", kind: Kind::Bool, doc: "Whether a software RAID array has fewer active disks than it needs, or is inactive (`node_md_*`, mdadm collector); false without arrays.", get: |s| flag(s.node.raid.as_ref().map(|r| !r.degraded.is_empty())) },
+    Def { name: "raid_degraded_devices", kind: Kind::Text, doc: "Those arrays, comma-separated (`md0, md2`; \"\" when none).", get: |s| s.node.raid.as_ref().map_or(Value::Empty, |r| text(&r.degraded.join(", "))) },
+    Def { name: "raid_disks_failed", kind: Kind::Number, doc: "Failed disks over every software RAID array (`node_md_disks{state=\"failed\"}`).", get: |s| num(s.node.raid.as_ref().map(|r| r.disks_failed)) },
+    Def { name: "hardware_temperature_celsius", kind: Kind::Number, doc: "The hottest hwmon temperature sensor or thermal zone (hwmon and thermal_zone collectors; AMD's `Tctl` and faulty sensors left out); missing without sensors.", get: |s| num(s.node.hottest.as_ref().map(|h| h.celsius)) },
+    Def { name: "hardware_temperature_sensor", kind: Kind::Text, doc: "Which one: `<chip> <sensor> (<label>)` as on `node_hwmon_temp_celsius`, or `thermal_zone<N> (<type>)`.", get: |s| s.node.hottest.as_ref().map_or(Value::Empty, |h| text(&h.sensor)) },
 ];
 
 /// filesystem scope.
 #[rustfmt::skip]
 pub const FILESYSTEM: &[Def<FsGet>] = &[
-    Def { name: "mountpoint", kind: Kind::Text, doc: "Where it is mounted, as the host sees it.", get: |f| text(&f.mountpoint) },
-    Def { name: "device", kind: Kind::Text, doc: "The mounted device.", get: |f| text(&f.device) },
-    Def { name: "fstype", kind: Kind::Text, doc: "Filesystem type.", get: |f| text(&f.fstype) },
-    Def { name: "used_percent", kind: Kind::Number, doc: "Used / (used + available to users), as `df` shows it.", get: |f| {
+    Def { name: "mountpoint", kind: Kind::Text, doc: "Where it is mounted, as the host sees it.", get: |s| text(&s.f.mountpoint) },
+    Def { name: "device", kind: Kind::Text, doc: "The mounted device.", get: |s| text(&s.f.device) },
+    Def { name: "fstype", kind: Kind::Text, doc: "Filesystem type.", get: |s| text(&s.f.fstype) },
+    Def { name: "used_percent", kind: Kind::Number, doc: "Used / (used + available to users), as `df` shows it.", get: |s| {
+        let f = s.f;
         if f.device_error { return Value::Empty }
         let used = f.size_bytes.saturating_sub(f.free_bytes) as f64;
         pct(used, used + f.avail_bytes as f64)
     } },
-    Def { name: "avail_bytes", kind: Kind::Number, doc: "Bytes available to unprivileged users.", get: |f| if f.device_error { Value::Empty } else { Value::Float(f.avail_bytes as f64) } },
-    Def { name: "size_bytes", kind: Kind::Number, doc: "Size in bytes.", get: |f| if f.device_error { Value::Empty } else { Value::Float(f.size_bytes as f64) } },
-    Def { name: "inodes_used_percent", kind: Kind::Number, doc: "Inodes used / inodes; missing where the filesystem has no inode limit.", get: |f| if f.device_error { Value::Empty } else { pct(f.files.saturating_sub(f.files_free) as f64, f.files as f64) } },
-    Def { name: "readonly", kind: Kind::Bool, doc: "Mounted read-only.", get: |f| Value::Boolean(f.readonly) },
+    Def { name: "avail_bytes", kind: Kind::Number, doc: "Bytes available to unprivileged users.", get: |s| if s.f.device_error { Value::Empty } else { Value::Float(s.f.avail_bytes as f64) } },
+    Def { name: "size_bytes", kind: Kind::Number, doc: "Size in bytes.", get: |s| if s.f.device_error { Value::Empty } else { Value::Float(s.f.size_bytes as f64) } },
+    Def { name: "inodes_used_percent", kind: Kind::Number, doc: "Inodes used / inodes; missing where the filesystem has no inode limit.", get: |s| if s.f.device_error { Value::Empty } else { pct(s.f.files.saturating_sub(s.f.files_free) as f64, s.f.files as f64) } },
+    Def { name: "readonly", kind: Kind::Bool, doc: "Mounted read-only.", get: |s| Value::Boolean(s.f.readonly) },
+    Def { name: "fill_eta_seconds", kind: Kind::Number, doc: "Seconds until it is predicted to fill, as `predict_linear(node_filesystem_avail_bytes[6h], …)` predicts it: where the least-squares line through its available bytes of the last 6 hours (a point a minute) reaches 0; +Inf when not falling; missing with under an hour (or 10 points) of history, and when read-only.", get: |s| if s.f.device_error { Value::Empty } else { num(s.fill_eta_seconds) } },
 ];
 
 /// gpu scope.
@@ -200,8 +228,8 @@ macro_rules! names_of {
 }
 
 const CONTAINER_NAMES: &[&str] = names_of!(CONTAINER, 24);
-const HOST_NAMES: &[&str] = names_of!(HOST, 7);
-const FILESYSTEM_NAMES: &[&str] = names_of!(FILESYSTEM, 8);
+const HOST_NAMES: &[&str] = names_of!(HOST, 18);
+const FILESYSTEM_NAMES: &[&str] = names_of!(FILESYSTEM, 9);
 const GPU_NAMES: &[&str] = names_of!(GPU, 9);
 
 impl Scope {
@@ -421,8 +449,8 @@ fn plain_target(
 }
 
 /// The host target.
-pub fn host_target(h: &HostStats, now: f64, hostname: &str) -> Target {
-    let src = HostSource { h, now };
+pub fn host_target(h: &HostStats, node: &NodeFacts, now: f64, hostname: &str) -> Target {
+    let src = HostSource { h, now, node };
     plain_target(
         Scope::Host,
         "host".into(),
@@ -432,14 +460,19 @@ pub fn host_target(h: &HostStats, now: f64, hostname: &str) -> Target {
     )
 }
 
-/// A filesystem target, labelled as its `node_filesystem_*` series.
-pub fn filesystem_target(f: &Filesystem) -> Target {
+/// A filesystem target, labelled as its `node_filesystem_*` series; `fill_eta_seconds` from
+/// the engine's history.
+pub fn filesystem_target(f: &Filesystem, fill_eta_seconds: Option<f64>) -> Target {
+    let src = FsSource {
+        f,
+        fill_eta_seconds,
+    };
     plain_target(
         Scope::Filesystem,
         format!("filesystem/{}", f.mountpoint),
         f.mountpoint.clone(),
         labels::owned(|v| f.identity_labels(v)),
-        FILESYSTEM.iter().map(|d| (d.get)(f)).collect(),
+        FILESYSTEM.iter().map(|d| (d.get)(&src)).collect(),
     )
 }
 
@@ -455,8 +488,14 @@ pub fn gpu_target(g: &Gpu, hostname: &str) -> Target {
 }
 
 /// Every target of a snapshot whose scope is present, stopped containers included (a
-/// ContainerDown rule needs them). `prev` gives the log match rate.
-pub fn targets(snap: &Snapshot, prev: Option<&Snapshot>, hostname: &str) -> Vec<Target> {
+/// ContainerDown rule needs them). `prev` gives the rates (log matches, context switches, OOM
+/// kills); `fill` the filesystems' free-space history.
+pub fn targets(
+    snap: &Snapshot,
+    prev: Option<&Snapshot>,
+    hostname: &str,
+    fill: &FillHistory,
+) -> Vec<Target> {
     let mut out = Vec::with_capacity(snap.containers.len() + snap.filesystems.len() + 8);
     if present(snap, Scope::Container) {
         let logs = LogFacts::new(snap, prev);
@@ -468,10 +507,15 @@ pub fn targets(snap: &Snapshot, prev: Option<&Snapshot>, hostname: &str) -> Vec<
         );
     }
     if let (true, Some(h)) = (present(snap, Scope::Host), &snap.host) {
-        out.push(host_target(h, snap.taken_at, hostname));
+        let node = NodeFacts::new(snap, prev);
+        out.push(host_target(h, &node, snap.taken_at, hostname));
     }
     if present(snap, Scope::Filesystem) {
-        out.extend(snap.filesystems.iter().map(filesystem_target));
+        out.extend(
+            snap.filesystems
+                .iter()
+                .map(|f| filesystem_target(f, fill.eta(&f.mountpoint, snap.taken_at))),
+        );
     }
     if present(snap, Scope::Gpu) {
         out.extend(
@@ -633,7 +677,7 @@ mod tests {
     #[test]
     fn targets_of_a_snapshot() {
         let s = snap();
-        let t = targets(&s, None, "box");
+        let t = targets(&s, None, "box", &FillHistory::default());
         // Two containers (the stopped one too) and the host; the disk collector failed, so
         // no filesystem targets; no GPU collector.
         let keys: Vec<&str> = t.iter().map(|t| t.key.as_str()).collect();
@@ -679,12 +723,12 @@ mod tests {
             ..Default::default()
         };
         s.containers[0].derived.probe = Some(result(true));
-        let t = targets(&s, None, "box");
+        let t = targets(&s, None, "box", &FillHistory::default());
         assert_eq!(t[0].get("probe_ok"), Some(&Value::Boolean(true)));
         // No probe (or no result yet): unknown, so `probe_ok == false` does not fire.
         assert_eq!(t[1].get("probe_ok"), Some(&Value::Empty));
         s.containers[0].derived.probe = Some(result(false));
-        let t = targets(&s, None, "box");
+        let t = targets(&s, None, "box", &FillHistory::default());
         assert_eq!(t[0].get("probe_ok"), Some(&Value::Boolean(false)));
         // Between cycles, a container still running keeps its last result; a stopped one
         // has none.
@@ -722,18 +766,25 @@ mod tests {
             files_free: 40,
             ..Default::default()
         };
-        let t = filesystem_target(&f);
+        let t = filesystem_target(&f, None);
         // df: used 800 of (800 + 100).
         let Some(Value::Float(u)) = t.get("used_percent") else {
             panic!()
         };
         assert!((u - 800.0 * 100.0 / 900.0).abs() < 1e-9);
         assert_eq!(t.get("inodes_used_percent"), Some(&Value::Float(20.0)));
-        let broken = filesystem_target(&Filesystem {
-            device_error: true,
-            ..f
-        });
+        assert_eq!(t.get("fill_eta_seconds"), Some(&Value::Empty));
+        let filling = filesystem_target(&f, Some(3600.0));
+        assert_eq!(filling.get("fill_eta_seconds"), Some(&Value::Float(3600.0)));
+        let broken = filesystem_target(
+            &Filesystem {
+                device_error: true,
+                ..f
+            },
+            Some(3600.0),
+        );
         assert_eq!(broken.get("used_percent"), Some(&Value::Empty));
+        assert_eq!(broken.get("fill_eta_seconds"), Some(&Value::Empty));
         let g = gpu_target(
             &Gpu {
                 index: 1,
@@ -803,7 +854,7 @@ mod tests {
             }],
             invalid_patterns: vec![],
         };
-        let t = targets(&now, Some(&prev), "box");
+        let t = targets(&now, Some(&prev), "box", &FillHistory::default());
         // (13 + 2 - 10) matches in 30 s = 10 per minute.
         assert_eq!(
             t[0].get("log_matches_per_minute"),

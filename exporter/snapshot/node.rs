@@ -35,6 +35,14 @@ impl Family {
         }
     }
 
+    /// The value of a family of one unlabelled sample (`node_filefd_maximum`).
+    pub fn value(&self) -> Option<f64> {
+        match self.samples.as_slice() {
+            [(labels, v)] if labels.is_empty() => Some(*v),
+            _ => None,
+        }
+    }
+
     /// Add a sample with these labels.
     pub fn push(&mut self, labels: &[(&str, &str)], v: f64) {
         let labels = labels
@@ -49,4 +57,25 @@ impl Family {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodePart {
     pub families: Vec<Family>,
+}
+
+/// The value of label `name` in a sample's labels.
+pub fn sample_label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    labels
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl super::Snapshot {
+    /// The family `name` of this cycle's node_exporter-style collectors; None when the
+    /// collector that exports it is off, failed or not available here.
+    pub fn node_family(&self, name: &str) -> Option<&Family> {
+        self.node.iter().find(|f| f.name == name)
+    }
+
+    /// Whether the collector `name` ran this cycle and succeeded.
+    pub fn collector_succeeded(&self, name: &str) -> bool {
+        self.collectors.iter().any(|c| c.name == name && c.success)
+    }
 }
