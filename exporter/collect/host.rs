@@ -298,7 +298,10 @@ fn parse_cpu_line<'a>(
     let cpu = num::<u32>(Some(id), "cpu number")?;
     let mut t = [None; CPU_COLUMNS.len()];
     for (slot, (v, column)) in t.iter_mut().zip(f.zip(CPU_COLUMNS)) {
-        *slot = Some(num::<u64>(Some(v), &format!("{key} {column}"))? as f64 / user_hz);
+        let ticks: u64 = v
+            .parse()
+            .map_err(|_| format!("expected a number for {key} {column}; got {v:?}"))?;
+        *slot = Some(ticks as f64 / user_hz);
     }
     if t[3].is_none() {
         return Err(format!("{key}: expected at least 4 columns"));
