@@ -837,6 +837,7 @@ fn from_stats(r: bollard::models::ContainerStatsResponse) -> ContainerStats {
                 tx_packets: n.tx_packets.unwrap_or(0),
                 tx_errors: n.tx_errors.unwrap_or(0),
                 tx_dropped: n.tx_dropped.unwrap_or(0),
+                detail: None,
             })
             .collect();
         ifs.sort_by(|a, b| a.name.cmp(&b.name));

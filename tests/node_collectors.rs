@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use lookout::config::NODE_COLLECTOR_NAMES;
 use lookout::exposition::{render_node, Format};
 use lookout::snapshot::{Family, Snapshot};
 
+use support::exposition::{label_names, parse};
 use support::{config_at, host_fixture as fixture};
 
 fn read(name: &'static str, root: &Path) -> Result<Vec<Family>, NodeError> {
@@ -437,48 +437,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A parsed exposition: family → (type, samples as (sorted labels, value)).
-type Families = BTreeMap<String, (String, Vec<(Vec<(String, String)>, f64)>)>;
-
-/// Parse the Prometheus text format (enough of it for node_exporter and lookout).
-fn parse(text: &str) -> Families {
-    let mut out: Families = BTreeMap::new();
-    let mut types: BTreeMap<String, String> = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap();
-            types.insert(name.to_string(), kind.to_string());
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("value of {line:?}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((n, l)) => (n, l.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let mut labels: Vec<(String, String)> = labels
-            .split("\",")
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.trim_matches('"').to_string())
-            })
-            .collect();
-        labels.sort();
-        let kind = types.get(name).cloned().unwrap_or_default();
-        out.entry(name.to_string())
-            .or_insert_with(|| (kind, Vec::new()))
-            .1
-            .push((labels, value));
-    }
-    out
-}
-
 /// How far lookout's later value may be from node_exporter's earlier one.
 fn within(name: &str, kind: &str, theirs: f64, ours: f64) -> bool {
     // Moving gauges: any plausible value, close to theirs.
@@ -571,15 +529,6 @@ fn agrees_with_live_node_exporter() {
         if kind != their_kind {
             problems.push(format!("{name}: type {kind}, node_exporter's {their_kind}"));
         }
-        let label_names = |s: &[(Vec<(String, String)>, f64)]| {
-            let mut v: Vec<Vec<String>> = s
-                .iter()
-                .map(|(l, _)| l.iter().map(|(k, _)| k.clone()).collect())
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        };
         if label_names(samples) != label_names(their_samples) {
             problems.push(format!(
                 "{name}: label names {:?}, node_exporter's {:?}",

@@ -100,6 +100,27 @@ fn cpu(enc: &mut Encoder, h: &HostStats) {
             );
         }
     }
+    // Guest time is also counted in `user` and `nice`; kernels without the columns give no
+    // series.
+    if h.cpus
+        .iter()
+        .any(|c| c.guest.is_some() || c.guest_nice.is_some())
+    {
+        let name = "node_cpu_guest_seconds_total";
+        enc.family(
+            name,
+            "Seconds the CPUs spent in guests (VMs) for each mode.",
+            Kind::Counter,
+        );
+        for c in &h.cpus {
+            let id = c.cpu.to_string();
+            for (mode, v) in [("nice", c.guest_nice), ("user", c.guest)] {
+                if let Some(v) = v {
+                    enc.sample(name, "", &[("cpu", &id), ("mode", mode)], v);
+                }
+            }
+        }
+    }
 }
 
 fn memory(enc: &mut Encoder, h: &HostStats) {
@@ -121,48 +142,49 @@ fn memory(enc: &mut Encoder, h: &HostStats) {
 }
 
 fn network(enc: &mut Encoder, h: &HostStats) {
-    if h.network.is_empty() {
-        return;
+    use crate::snapshot::{NetDevDetail, NetInterface};
+    type Get = fn(&NetInterface) -> Option<u64>;
+    /// One of the `detail` counters, where the source has them.
+    fn detail(n: &NetInterface, get: fn(&NetDevDetail) -> u64) -> Option<u64> {
+        n.detail.as_ref().map(get)
     }
-    type Get = fn(&crate::snapshot::NetInterface) -> u64;
-    let families: [(&str, &str, Get); 8] = [
-        ("receive_bytes", "node_network_receive_bytes_total", |n| {
-            n.rx_bytes
-        }),
-        ("receive_drop", "node_network_receive_drop_total", |n| {
-            n.rx_dropped
-        }),
-        ("receive_errs", "node_network_receive_errs_total", |n| {
-            n.rx_errors
-        }),
-        (
-            "receive_packets",
-            "node_network_receive_packets_total",
-            |n| n.rx_packets,
-        ),
-        ("transmit_bytes", "node_network_transmit_bytes_total", |n| {
-            n.tx_bytes
-        }),
-        ("transmit_drop", "node_network_transmit_drop_total", |n| {
-            n.tx_dropped
-        }),
-        ("transmit_errs", "node_network_transmit_errs_total", |n| {
-            n.tx_errors
-        }),
-        (
-            "transmit_packets",
-            "node_network_transmit_packets_total",
-            |n| n.tx_packets,
-        ),
+    // node_exporter's `/proc/net/dev` names (its netlink source maps onto the same ones).
+    let families: [(&str, Get); 16] = [
+        ("receive_bytes", |n| Some(n.rx_bytes)),
+        ("receive_compressed", |n| detail(n, |d| d.rx_compressed)),
+        ("receive_drop", |n| Some(n.rx_dropped)),
+        ("receive_errs", |n| Some(n.rx_errors)),
+        ("receive_fifo", |n| detail(n, |d| d.rx_fifo)),
+        ("receive_frame", |n| detail(n, |d| d.rx_frame)),
+        ("receive_multicast", |n| detail(n, |d| d.rx_multicast)),
+        ("receive_packets", |n| Some(n.rx_packets)),
+        ("transmit_bytes", |n| Some(n.tx_bytes)),
+        ("transmit_carrier", |n| detail(n, |d| d.tx_carrier)),
+        ("transmit_colls", |n| detail(n, |d| d.tx_colls)),
+        ("transmit_compressed", |n| detail(n, |d| d.tx_compressed)),
+        ("transmit_drop", |n| Some(n.tx_dropped)),
+        ("transmit_errs", |n| Some(n.tx_errors)),
+        ("transmit_fifo", |n| detail(n, |d| d.tx_fifo)),
+        ("transmit_packets", |n| Some(n.tx_packets)),
     ];
-    for (stat, name, get) in families {
+    let mut name = String::with_capacity(48);
+    for (stat, get) in families {
+        if !h.network.iter().any(|n| get(n).is_some()) {
+            continue;
+        }
+        name.clear();
+        name.push_str("node_network_");
+        name.push_str(stat);
+        name.push_str("_total");
         enc.family(
-            name,
+            &name,
             &format!("Network device statistic {stat}."),
             Kind::Counter,
         );
         for n in &h.network {
-            enc.sample(name, "", &[("device", &n.name)], get(n) as f64);
+            if let Some(v) = get(n) {
+                enc.sample(&name, "", &[("device", &n.name)], v as f64);
+            }
         }
     }
 }
@@ -171,87 +193,185 @@ fn disks(enc: &mut Encoder, h: &HostStats) {
     if h.disks.is_empty() {
         return;
     }
-    type Get = fn(&crate::snapshot::DiskIo) -> f64;
-    let families: [(&str, &str, Kind, Get); 8] = [
+    disk_info(enc, h);
+    type Get = fn(&crate::snapshot::DiskIo) -> Option<f64>;
+    // node_exporter's diskstats series, in name order. A family none of the devices has (a
+    // kernel without the columns) is left out.
+    let families: [(&str, &str, Kind, Get); 17] = [
+        (
+            "node_disk_discard_time_seconds_total",
+            "This is the total number of seconds spent by all discards.",
+            Kind::Counter,
+            |d| d.discard_time_seconds,
+        ),
+        (
+            "node_disk_discarded_sectors_total",
+            "The total number of sectors discarded successfully.",
+            Kind::Counter,
+            |d| d.discarded_sectors.map(|v| v as f64),
+        ),
+        (
+            "node_disk_discards_completed_total",
+            "The total number of discards completed successfully.",
+            Kind::Counter,
+            |d| d.discards_completed.map(|v| v as f64),
+        ),
+        (
+            "node_disk_discards_merged_total",
+            "The total number of discards merged.",
+            Kind::Counter,
+            |d| d.discards_merged.map(|v| v as f64),
+        ),
+        (
+            "node_disk_flush_requests_time_seconds_total",
+            "This is the total number of seconds spent by all flush requests.",
+            Kind::Counter,
+            |d| d.flush_time_seconds,
+        ),
+        (
+            "node_disk_flush_requests_total",
+            "The total number of flush requests completed successfully",
+            Kind::Counter,
+            |d| d.flush_requests.map(|v| v as f64),
+        ),
         (
             "node_disk_io_now",
             "The number of I/Os currently in progress.",
             Kind::Gauge,
-            |d| d.io_now as f64,
+            |d| Some(d.io_now as f64),
         ),
         (
             "node_disk_io_time_seconds_total",
             "Total seconds spent doing I/Os.",
             Kind::Counter,
-            |d| d.io_time_seconds,
+            |d| Some(d.io_time_seconds),
+        ),
+        (
+            "node_disk_io_time_weighted_seconds_total",
+            "The weighted # of seconds spent doing I/Os.",
+            Kind::Counter,
+            |d| Some(d.io_time_weighted_seconds),
         ),
         (
             "node_disk_read_bytes_total",
             "The total number of bytes read successfully.",
             Kind::Counter,
-            |d| d.read_bytes as f64,
+            |d| Some(d.read_bytes as f64),
         ),
         (
             "node_disk_read_time_seconds_total",
             "The total number of seconds spent by all reads.",
             Kind::Counter,
-            |d| d.read_time_seconds,
+            |d| Some(d.read_time_seconds),
         ),
         (
             "node_disk_reads_completed_total",
             "The total number of reads completed successfully.",
             Kind::Counter,
-            |d| d.reads_completed as f64,
+            |d| Some(d.reads_completed as f64),
+        ),
+        (
+            "node_disk_reads_merged_total",
+            "The total number of reads merged.",
+            Kind::Counter,
+            |d| Some(d.reads_merged as f64),
         ),
         (
             "node_disk_write_time_seconds_total",
             "This is the total number of seconds spent by all writes.",
             Kind::Counter,
-            |d| d.write_time_seconds,
+            |d| Some(d.write_time_seconds),
         ),
         (
             "node_disk_writes_completed_total",
             "The total number of writes completed successfully.",
             Kind::Counter,
-            |d| d.writes_completed as f64,
+            |d| Some(d.writes_completed as f64),
+        ),
+        (
+            "node_disk_writes_merged_total",
+            "The number of writes merged.",
+            Kind::Counter,
+            |d| Some(d.writes_merged as f64),
         ),
         (
             "node_disk_written_bytes_total",
             "The total number of bytes written successfully.",
             Kind::Counter,
-            |d| d.written_bytes as f64,
+            |d| Some(d.written_bytes as f64),
         ),
     ];
     for (name, help, kind, get) in families {
+        if !h.disks.iter().any(|d| get(d).is_some()) {
+            continue;
+        }
         enc.family(name, help, kind);
         for d in &h.disks {
-            enc.sample(name, "", &[("device", &d.device)], get(d));
+            if let Some(v) = get(d) {
+                enc.sample(name, "", &[("device", &d.device)], v);
+            }
         }
     }
 }
 
+/// `node_disk_info` as node_exporter 1.8 writes it without a udev database (no
+/// `/run/udev/data`, as in a container): the udev labels (`model`, `path`, `revision`,
+/// `serial`, `wwn`) are there and empty.
+fn disk_info(enc: &mut Encoder, h: &HostStats) {
+    let name = "node_disk_info";
+    enc.family(name, "Info of /sys/block/<block_device>.", Kind::Gauge);
+    for d in &h.disks {
+        let (major, minor) = (d.major.to_string(), d.minor.to_string());
+        enc.sample(
+            name,
+            "",
+            &[
+                ("device", &d.device),
+                ("major", &major),
+                ("minor", &minor),
+                ("model", ""),
+                ("path", ""),
+                ("revision", ""),
+                ("serial", ""),
+                ("wwn", ""),
+            ],
+            1.0,
+        );
+    }
+}
+
+/// node_exporter's PSI series: `some` as `_waiting_` for cpu, memory and io; `full` as
+/// `_stalled_` for memory, io and irq. (It leaves out cpu's `full`, which Linux 5.13+ reports.)
 fn pressure(enc: &mut Encoder, h: &HostStats) {
     for p in &h.pressure {
         let (waiting, stalled) = match p.resource.as_str() {
             "cpu" => (
-                "Total time in seconds that processes have waited for CPU time",
-                "Total time in seconds no process could make progress due to CPU congestion",
+                Some("Total time in seconds that processes have waited for CPU time"),
+                None,
             ),
             "memory" => (
-                "Total time in seconds that processes have waited for memory",
-                "Total time in seconds no process could make progress due to memory congestion",
+                Some("Total time in seconds that processes have waited for memory"),
+                Some(
+                    "Total time in seconds no process could make progress due to memory congestion",
+                ),
             ),
             "io" => (
-                "Total time in seconds that processes have waited due to IO congestion",
-                "Total time in seconds no process could make progress due to IO congestion",
+                Some("Total time in seconds that processes have waited due to IO congestion"),
+                Some("Total time in seconds no process could make progress due to IO congestion"),
+            ),
+            "irq" => (
+                None,
+                Some("Total time in seconds no process could make progress due to IRQ congestion"),
             ),
             _ => continue,
         };
-        let name = format!("node_pressure_{}_waiting_seconds_total", p.resource);
-        enc.single(&name, waiting, Kind::Counter, p.some_seconds);
-        if let Some(full) = p.full_seconds {
+        if let (Some(help), Some(v)) = (waiting, p.some_seconds) {
+            let name = format!("node_pressure_{}_waiting_seconds_total", p.resource);
+            enc.single(&name, help, Kind::Counter, v);
+        }
+        if let (Some(help), Some(v)) = (stalled, p.full_seconds) {
             let name = format!("node_pressure_{}_stalled_seconds_total", p.resource);
-            enc.single(&name, stalled, Kind::Counter, full);
+            enc.single(&name, help, Kind::Counter, v);
         }
     }
 }

@@ -260,6 +260,23 @@ pub struct NetInterface {
     pub tx_packets: u64,
     pub tx_errors: u64,
     pub tx_dropped: u64,
+    /// The rest of `/proc/net/dev`'s columns (node_exporter's host series); None from Docker's
+    /// stats API, which lacks them.
+    pub detail: Option<NetDevDetail>,
+}
+
+/// The `/proc/net/dev` counters beyond bytes, packets, errors and drops, named after the
+/// file's column headers (`net/core/net-procfs.c`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NetDevDetail {
+    pub rx_fifo: u64,
+    pub rx_frame: u64,
+    pub rx_compressed: u64,
+    pub rx_multicast: u64,
+    pub tx_fifo: u64,
+    pub tx_colls: u64,
+    pub tx_carrier: u64,
+    pub tx_compressed: u64,
 }
 
 /// Where a container's network counters come from.

@@ -14,6 +14,12 @@ pub struct CpuTimes {
     pub irq: f64,
     pub softirq: f64,
     pub steal: f64,
+    /// Time running a virtual CPU for guests (Linux 2.6.24+), already counted in `user`;
+    /// None where the kernel's line lacks the column.
+    pub guest: Option<f64>,
+    /// Time running a niced guest (Linux 2.6.33+), already counted in `nice`; None where the
+    /// kernel's line lacks the column.
+    pub guest_nice: Option<f64>,
 }
 
 impl CpuTimes {
@@ -56,28 +62,45 @@ pub struct Meminfo {
     pub swap_free_bytes: u64,
 }
 
-/// `/proc/diskstats` counters of one block device.
+/// `/proc/diskstats` counters of one block device (Documentation/admin-guide/iostats.rst).
+/// The first eleven are on every kernel since 2.6.25; the discard ones came with Linux 4.18 and
+/// the flush ones with 5.5, so they are None where the kernel's line lacks their columns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DiskIo {
     pub device: String,
+    pub major: u32,
+    pub minor: u32,
     pub reads_completed: u64,
-    pub writes_completed: u64,
+    pub reads_merged: u64,
+    /// Sectors read × 512 (the kernel's sectors are 512 bytes whatever the device's).
     pub read_bytes: u64,
-    pub written_bytes: u64,
     pub read_time_seconds: f64,
+    pub writes_completed: u64,
+    pub writes_merged: u64,
+    pub written_bytes: u64,
     pub write_time_seconds: f64,
-    pub io_time_seconds: f64,
     pub io_now: u64,
+    pub io_time_seconds: f64,
+    /// Time spent doing I/Os, weighted by the number in flight (iostat's queue size).
+    pub io_time_weighted_seconds: f64,
+    pub discards_completed: Option<u64>,
+    pub discards_merged: Option<u64>,
+    /// In 512-byte sectors, as node_exporter exports them (not bytes).
+    pub discarded_sectors: Option<u64>,
+    pub discard_time_seconds: Option<f64>,
+    pub flush_requests: Option<u64>,
+    pub flush_time_seconds: Option<f64>,
 }
 
-/// One PSI line: `/proc/pressure/<resource>`.
+/// One PSI file: `/proc/pressure/<resource>`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Pressure {
-    /// cpu, memory or io.
+    /// cpu, memory, io or irq.
     pub resource: String,
-    /// `some` total stall time (s).
-    pub some_seconds: f64,
-    /// `full` total stall time (s), where the kernel reports it.
+    /// `some` total stall time (s); every resource but irq has it.
+    pub some_seconds: Option<f64>,
+    /// `full` total stall time (s), where the kernel reports it (cpu since Linux 5.13; irq has
+    /// only this line).
     pub full_seconds: Option<f64>,
 }
 

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod discord;
+pub mod exposition;
 pub mod fake_runtime;
 pub mod grafana;
 pub mod http_sink;

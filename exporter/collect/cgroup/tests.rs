@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::snapshot::{State, StatsSource};
+use crate::snapshot::{NetDevDetail, State, StatsSource};
 
 /// v1, `--cpus 0.5 --memory 64m`, pid 4242.
 const V1_LIMITED: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
@@ -284,6 +284,7 @@ fn v2_fixture_every_figure() {
             tx_packets: 54_321,
             tx_errors: 3,
             tx_dropped: 4,
+            detail: Some(NetDevDetail::default()),
         }
     );
 
@@ -901,6 +902,16 @@ fn parse_net_dev_columns() {
                 tx_packets: 54_321,
                 tx_errors: 3,
                 tx_dropped: 4,
+                detail: Some(NetDevDetail {
+                    rx_fifo: 5,
+                    rx_frame: 6,
+                    rx_compressed: 7,
+                    rx_multicast: 8,
+                    tx_fifo: 9,
+                    tx_colls: 10,
+                    tx_carrier: 11,
+                    tx_compressed: 12,
+                }),
             },
             NetInterface {
                 name: "veth1".into(),
@@ -912,6 +923,7 @@ fn parse_net_dev_columns() {
                 tx_packets: 6,
                 tx_errors: 7,
                 tx_dropped: 8,
+                detail: Some(NetDevDetail::default()),
             },
         ]
     );
