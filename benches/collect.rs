@@ -245,6 +245,7 @@ fn main() {
         }
     }
     host_disk_and_gpu(cycles.max(200) as u32);
+    host_vs_node_exporter(cycles.max(200) as u32);
 }
 
 /// Host + disk on the real machine, and GPU on the stub (2 GPUs, 2 processes).
@@ -328,4 +329,161 @@ fn serve_and_measure(published: Published, rss_kb: u64, hwm_kb: u64) {
         hwm_kb as f64 / 1024.0
     );
     rt.shutdown_background();
+}
+
+/// node_exporter's flags for the collectors lookout's host collection covers: upstream's (1.8)
+/// default filters, since Debian patches them (netdev leaves out `lo`, the mount filter drops
+/// `/run`, `/mnt` and `/media`).
+const NODE_EXPORTER_UPSTREAM_FILTERS: &[&str] = &[
+    r"--collector.filesystem.mount-points-exclude=^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
+    r"--collector.diskstats.device-exclude=^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$",
+    "--collector.netdev.device-exclude=",
+];
+
+/// The host collectors lookout has beyond the node_exporter-style ones (its `host` and `disk`),
+/// under node_exporter's names.
+const HOST_AND_DISK_AS_NODE_EXPORTER: &[&str] = &[
+    "cpu",
+    "meminfo",
+    "loadavg",
+    "netdev",
+    "diskstats",
+    "pressure",
+    "uname",
+    "filesystem",
+];
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// One host collection with every default host collector on (host, disk and each
+/// node_exporter-style collector), against node_exporter scraped with the same collectors, in
+/// the same run.
+fn host_vs_node_exporter(iterations: u32) {
+    use lookout::collect::disk::DiskCollector;
+    use lookout::collect::host::HostCollector;
+    use lookout::collect::node::NodeCollector;
+    use lookout::exposition::{render_host_disk, render_node, Format};
+
+    let config = Config::load(None, &|_| None, &Overrides::default()).unwrap();
+    let host = HostCollector::new(&config.paths.procfs);
+    let disk = DiskCollector::new(&config.paths, &config.collectors.disk);
+    let names: Vec<&'static str> = config.collectors.node.enabled_names().collect();
+    let nodes: Vec<NodeCollector> = names
+        .iter()
+        .filter_map(|n| NodeCollector::new(n, &config.paths))
+        .collect();
+    let once = || {
+        let (stats, _) = host.read();
+        let mut node = Vec::new();
+        for c in &nodes {
+            if let Ok(f) = c.read() {
+                node.extend(f);
+            }
+        }
+        let snap = Snapshot {
+            host: Some(Box::new(stats)),
+            filesystems: disk.read().unwrap_or_default(),
+            node,
+            ..Default::default()
+        };
+        let text = render_host_disk(&snap, Format::Text) + &render_node(&snap, Format::Text);
+        text.lines().filter(|l| !l.starts_with('#')).count()
+    };
+    let samples = once();
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    for _ in 0..iterations {
+        std::hint::black_box(once());
+    }
+    let ours = (cpu_seconds() - c0) / iterations as f64;
+    println!(
+        "\nhost collection, every default host collector ({} node_exporter-style: {}), read + text encoding: {:.0} µs CPU, {:.0} µs wall, {samples} samples ({iterations} runs)",
+        names.len(),
+        names.join(","),
+        ours * 1e6,
+        t0.elapsed().as_secs_f64() / iterations as f64 * 1e6,
+    );
+
+    let bin = "/usr/bin/prometheus-node-exporter";
+    if !Path::new(bin).exists() {
+        println!("node_exporter comparison skipped: {bin} is not installed");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    // The same collectors; node_exporter's own scrape metrics come with every scrape anyway.
+    let mut child = std::process::Command::new(bin)
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--collector.disable-defaults")
+        .args(
+            HOST_AND_DISK_AS_NODE_EXPORTER
+                .iter()
+                .chain(names.iter())
+                .map(|n| format!("--collector.{n}")),
+        )
+        .args(NODE_EXPORTER_UPSTREAM_FILTERS)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start node_exporter");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "node_exporter did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scrape = || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        buf
+    };
+    let body = scrape();
+    let theirs_samples = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with("node_"))
+        .count();
+    // Fewer runs: a node_exporter scrape takes tens of ms.
+    let n = (iterations / 4).max(20);
+    let (c0, t0) = (process_cpu_seconds(child.id()), Instant::now());
+    for _ in 0..n {
+        std::hint::black_box(scrape());
+    }
+    let theirs = (process_cpu_seconds(child.id()) - c0) / n as f64;
+    let wall = t0.elapsed().as_secs_f64() / n as f64;
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "node_exporter {} with the same collectors and upstream's filters, one scrape (uncompressed): {:.0} µs CPU, {:.0} µs wall, {theirs_samples} node_* samples ({n} runs)",
+        std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(if o.stdout.is_empty() { o.stderr } else { o.stdout }).ok())
+            .and_then(|s| s.split_ascii_whitespace().nth(2).map(str::to_string))
+            .unwrap_or_default(),
+        theirs * 1e6,
+        wall * 1e6,
+    );
+    println!(
+        "lookout / node_exporter host collection CPU: {:.3} (target ≤ 0.25)",
+        ours / theirs
+    );
 }
