@@ -214,7 +214,8 @@ impl Merger {
             let name = &f.name;
             if f.kind != m.kind {
                 refused.push(format!(
-                    "{file}: {name} is a {} here but a {} in {first}; this file's {name} is skipped",
+                    "{file}: {name} has type {} here but {} in {first}; this file's {name} is \
+                     skipped",
                     kind_name(f.kind),
                     kind_name(m.kind)
                 ));

@@ -23,7 +23,12 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
 /// Write `part` after the families already in `enc`; what was dropped, each naming the file
 /// and the metric.
 fn write(enc: &mut Encoder, part: &TextfilePart) -> Vec<String> {
-    let mut own = enc.taken_names();
+    // Without families (no directory, the usual case) there is nothing to check.
+    let mut own = if part.families.is_empty() {
+        Default::default()
+    } else {
+        enc.taken_names()
+    };
     own.insert(MTIME.to_string());
     own.insert(SCRAPE_ERROR.to_string());
     // The names the textfile families written so far take, and which family took each.

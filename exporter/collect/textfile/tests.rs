@@ -265,7 +265,7 @@ fn a_conflicting_family_is_skipped_in_the_later_file() {
         problems[&two],
         format!(
             "{two}: depth's help \"Other.\" differs from \"Queue depth.\" in {one}; this file's \
-             depth is skipped; {two}: jobs is a gauge here but a counter in {one}; this file's \
+             depth is skipped; {two}: jobs has type gauge here but counter in {one}; this file's \
              jobs is skipped; {two}:5: shared{{f=\"1\"}} was already read from {one}; this \
              file's shared is skipped"
         )
