@@ -14,7 +14,9 @@
 mod parse;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
@@ -92,14 +94,14 @@ impl Collector for TextfileCollector {
 /// naming the file, with its line and column where it has one.
 pub fn read_dir(dir: &Path) -> (TextfilePart, BTreeMap<String, String>) {
     let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<OsString> = Vec::new();
     match std::fs::read_dir(dir) {
         Ok(entries) => {
             for entry in entries {
                 match entry {
                     Ok(e) => {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        if name.ends_with(".prom") {
+                        let name = e.file_name();
+                        if name.as_bytes().ends_with(b".prom") {
                             names.push(name);
                         }
                     }
@@ -151,6 +153,13 @@ pub fn read_dir(dir: &Path) -> (TextfilePart, BTreeMap<String, String>) {
 /// skipped.
 fn read_file(path: &Path) -> Result<(f64, Vec<ParsedFamily>), String> {
     let shown = path.display();
+    // Only a regular file (through links): a FIFO would block the collector for good.
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: cannot open: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown}: not a regular file (a directory, FIFO or device)"
+        ));
+    }
     let mut file = std::fs::File::open(path).map_err(|e| format!("{shown}: cannot open: {e}"))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)

@@ -1,5 +1,7 @@
 //! The textfile collector over temporary directories.
 
+use std::os::unix::ffi::OsStrExt;
+
 use super::*;
 
 fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -210,8 +212,33 @@ fn unreadable_files_are_errors_naming_them() {
     assert!(part.errored);
     assert_eq!(part.families.len(), 1);
     assert_eq!(part.families[0].name, "ok_metric");
-    assert!(problems[&path(&dir, "dir.prom")]
-        .starts_with(&format!("{}: cannot read: ", path(&dir, "dir.prom"))));
+    assert_eq!(
+        problems[&path(&dir, "dir.prom")],
+        format!(
+            "{}: not a regular file (a directory, FIFO or device)",
+            path(&dir, "dir.prom")
+        )
+    );
+    // A FIFO is refused unopened (opening it would wait for a writer).
+    let fifo = std::ffi::CString::new(dir.path().join("fifo.prom").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let (part, problems) = read_dir(dir.path());
+    assert!(problems[&path(&dir, "fifo.prom")]
+        .ends_with(": not a regular file (a directory, FIFO or device)"));
+    assert_eq!(part.families.len(), 1);
+    // A name that is not UTF-8 is read under its own name.
+    std::fs::remove_file(dir.path().join("fifo.prom")).unwrap();
+    let odd = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.prom"));
+    std::fs::write(&odd, "odd_metric 1\n").unwrap();
+    let (part, problems) = read_dir(dir.path());
+    assert!(
+        !problems.contains_key(&odd.display().to_string()),
+        "{problems:?}"
+    );
+    assert!(family(&part, "odd_metric").is_some());
     assert!(problems[&path(&dir, "link.prom")]
         .starts_with(&format!("{}: cannot open: ", path(&dir, "link.prom"))));
     assert_eq!(
