@@ -28,6 +28,7 @@ use crate::collect::host::{self, HostCollector};
 use crate::collect::logs::LogCollector;
 use crate::collect::node::NodeCollector;
 use crate::collect::probe::ProbeCollector;
+use crate::collect::textfile::TextfileCollector;
 use crate::collect::{Collector, Runner};
 use crate::config::{Config, GpuMode};
 use crate::docker_api::{BollardDocker, DockerApi};
@@ -102,6 +103,11 @@ pub fn build_collectors(
         out.push(Arc::new(ProbeCollector::new(
             docker.clone(),
             config.collectors.probe_interval,
+        )));
+    }
+    if config.collectors.textfile.enabled {
+        out.push(Arc::new(TextfileCollector::new(
+            config.collectors.textfile.directory.clone(),
         )));
     }
     out

@@ -159,6 +159,21 @@ struct CollectorFlags {
     /// Disable the probe collector.
     #[arg(long = "no-collector.probe", global = true)]
     no_probe: bool,
+    /// Enable the textfile collector (node_exporter's: *.prom files from
+    /// --collector.textfile.directory).
+    #[arg(long = "collector.textfile", global = true)]
+    textfile: bool,
+    /// Disable the textfile collector.
+    #[arg(long = "no-collector.textfile", global = true)]
+    no_textfile: bool,
+    /// Directory to read text files with metrics from (*.prom, the Prometheus text format),
+    /// as node_exporter's flag [config: collectors.textfile.directory; default none].
+    #[arg(
+        long = "collector.textfile.directory",
+        global = true,
+        value_name = "DIR"
+    )]
+    textfile_directory: Option<String>,
     #[command(flatten)]
     node: NodeCollectorFlags,
 }
@@ -226,6 +241,7 @@ impl CollectorFlags {
             ("gpu", self.gpu, self.no_gpu),
             ("logs", self.logs, self.no_logs),
             ("probe", self.probe, self.no_probe),
+            ("textfile", self.textfile, self.no_textfile),
         ];
         let mut out = Vec::new();
         for (name, on, off) in pairs.into_iter().chain(self.node.pairs()) {
@@ -381,6 +397,7 @@ fn overrides(g: &Global) -> Overrides {
         request_timeout: g.request_timeout.clone(),
         collectors: g.collectors.list(),
         disable_defaults: g.collectors.disable_defaults,
+        textfile_directory: g.collectors.textfile_directory.clone(),
     }
 }
 

@@ -36,6 +36,7 @@ pub mod schedstat;
 pub mod sockstat;
 pub mod softnet;
 pub mod stat;
+pub mod textfile;
 pub mod thermal_zone;
 pub mod time;
 pub mod timex;

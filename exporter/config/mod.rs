@@ -122,6 +122,7 @@ struct RawCollectors {
     logs: Option<Vec<RawLogRule>>,
     probe: Option<bool>,
     probe_interval: Option<String>,
+    textfile: Option<RawTextfile>,
     stat: Option<bool>,
     filefd: Option<bool>,
     vmstat: Option<bool>,
@@ -157,6 +158,20 @@ struct RawDiskSettings {
     mount_points_exclude: Option<String>,
     fs_types_exclude: Option<String>,
     statfs_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawTextfile {
+    Enabled(bool),
+    Settings(RawTextfileSettings),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTextfileSettings {
+    enabled: Option<bool>,
+    directory: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +239,16 @@ pub struct DiskConfig {
     pub statfs_timeout: Duration,
 }
 
+/// node_exporter's textfile collector (`collectors.textfile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextfileConfig {
+    pub enabled: bool,
+    /// Where the `*.prom` files are (`collectors.textfile.directory`, or node_exporter's flag
+    /// `--collector.textfile.directory`); None, node_exporter's default: nothing is read, and
+    /// `node_textfile_scrape_error` is 0.
+    pub directory: Option<PathBuf>,
+}
+
 /// Follow the logs of containers whose name matches, counting lines that match `pattern`.
 #[derive(Debug, Clone)]
 pub struct LogRule {
@@ -250,6 +275,8 @@ pub struct CollectorsConfig {
     /// How often each container's probe runs (`collectors.probe_interval`, at least
     /// [`MIN_PROBE_INTERVAL`]); a probe times out after this or 10 s, whichever is shorter.
     pub probe_interval: Duration,
+    /// node_exporter's textfile collector.
+    pub textfile: TextfileConfig,
     /// The node_exporter-style collectors (`collectors.stat`, `collectors.filefd`, ...).
     pub node: NodeCollectors,
 }
@@ -266,6 +293,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "gpu",
     "logs",
     "probe",
+    "textfile",
     "stat",
     "filefd",
     "vmstat",
@@ -287,9 +315,10 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "bonding",
 ];
 
-/// The node_exporter-style collectors (each one of node_exporter's, under its name), the tail of
-/// [`COLLECTOR_NAMES`]; each is on unless turned off.
-pub const NODE_COLLECTOR_NAMES: &[&str] = COLLECTOR_NAMES.split_at(7).1;
+/// The node_exporter-style collectors (each one of node_exporter's, under its name) that read
+/// `paths` alone, the tail of [`COLLECTOR_NAMES`]; each is on unless turned off. (`textfile`, also
+/// node_exporter's, has a setting of its own, its directory, and so a config of its own.)
+pub const NODE_COLLECTOR_NAMES: &[&str] = COLLECTOR_NAMES.split_at(8).1;
 
 /// Which node_exporter-style collectors ([`NODE_COLLECTOR_NAMES`]) run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,7 +426,7 @@ impl Config {
                 .collect::<Vec<_>>()
         };
         let (w, v) = (&self.web, &new.web);
-        let checks: [(&'static str, bool); 19] = [
+        let checks: [(&'static str, bool); 20] = [
             ("listen", self.listen != new.listen),
             ("paths", self.paths != new.paths),
             ("docker.host", self.docker.host != new.docker.host),
@@ -421,6 +450,7 @@ impl Config {
                 "collectors.probe",
                 a.probe != b.probe || a.probe_interval != b.probe_interval,
             ),
+            ("collectors.textfile", a.textfile != b.textfile),
             (
                 "collectors (node_exporter's: stat, filefd, ...)",
                 a.node != b.node,
@@ -477,6 +507,8 @@ pub struct Overrides {
     pub collectors: Vec<(String, bool)>,
     /// `--collector.disable-defaults`: every collector off unless enabled by a flag.
     pub disable_defaults: bool,
+    /// `--collector.textfile.directory` (empty: none).
+    pub textfile_directory: Option<String>,
 }
 
 /// The HTTP server's settings: `web:` in the file, each key overridden by its `--web.*` flag
@@ -622,6 +654,7 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             logs: uc.logs.or(bc.logs),
             probe: uc.probe.or(bc.probe),
             probe_interval: uc.probe_interval.or(bc.probe_interval),
+            textfile: uc.textfile.or(bc.textfile),
             stat: uc.stat.or(bc.stat),
             filefd: uc.filefd.or(bc.filefd),
             vmstat: uc.vmstat.or(bc.vmstat),
@@ -870,6 +903,7 @@ impl Validator {
             c.gpu = GpuMode::Off;
             c.logs_enabled = false;
             c.probe = false;
+            c.textfile.enabled = false;
             c.node = NodeCollectors::none();
         }
         for (name, on) in &flags.collectors {
@@ -888,6 +922,7 @@ impl Validator {
                 }
                 "logs" => c.logs_enabled = on,
                 "probe" => c.probe = on,
+                "textfile" => c.textfile.enabled = on,
                 other if c.node.set(other, on) => {}
                 _ => {
                     let origin = format!("--{}collector.{name}", if on { "" } else { "no-" });
@@ -1089,6 +1124,25 @@ impl Validator {
             })
             .unwrap_or(Duration::from_secs(30));
 
+        let textfile = match c.textfile {
+            None => RawTextfileSettings::default(),
+            Some(RawTextfile::Enabled(b)) => RawTextfileSettings {
+                enabled: Some(b),
+                ..Default::default()
+            },
+            Some(RawTextfile::Settings(s)) => s,
+        };
+        // The flag over the file; empty is none, as node_exporter's default.
+        let textfile = TextfileConfig {
+            enabled: textfile.enabled.unwrap_or(true),
+            directory: flags
+                .textfile_directory
+                .clone()
+                .or(textfile.directory)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+        };
+
         let mut node = NodeCollectors::default();
         for (name, on) in [
             ("stat", c.stat),
@@ -1150,6 +1204,7 @@ impl Validator {
             logs_enabled: true,
             probe: c.probe.unwrap_or(true),
             probe_interval,
+            textfile,
             node,
         };
         self.collector_flags(&mut collectors, flags);

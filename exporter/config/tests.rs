@@ -438,6 +438,66 @@ fn node_exporter_style_collectors_follow_file_and_flags() {
 }
 
 #[test]
+fn textfile_takes_a_switch_or_settings_and_the_flag_wins() {
+    let textfile =
+        |text: &str, disable_defaults: bool, flags: &[(&str, bool)], dir: Option<&str>| {
+            let f = file(text);
+            let o = Overrides {
+                collectors: flags.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
+                disable_defaults,
+                textfile_directory: dir.map(str::to_string),
+                ..Default::default()
+            };
+            Config::load(Some(f.path()), &no_env, &o).map(|c| c.collectors.textfile)
+        };
+    let t = |enabled: bool, directory: Option<&str>| TextfileConfig {
+        enabled,
+        directory: directory.map(PathBuf::from),
+    };
+    // On without a directory by default, as node_exporter.
+    assert_eq!(textfile("", false, &[], None).unwrap(), t(true, None));
+    assert_eq!(
+        textfile("collectors:\n  textfile: false\n", false, &[], None).unwrap(),
+        t(false, None)
+    );
+    assert_eq!(
+        textfile(
+            "collectors:\n  textfile:\n    directory: /var/lib/node_exporter\n",
+            false,
+            &[],
+            None
+        )
+        .unwrap(),
+        t(true, Some("/var/lib/node_exporter"))
+    );
+    // The flag over the file; an empty flag is no directory.
+    let file_dir = "collectors:\n  textfile: {enabled: false, directory: /a}\n";
+    assert_eq!(
+        textfile(file_dir, false, &[("textfile", true)], Some("/b")).unwrap(),
+        t(true, Some("/b"))
+    );
+    assert_eq!(
+        textfile(file_dir, false, &[], Some("")).unwrap(),
+        t(false, None)
+    );
+    // Off with the other defaults; a flag turns it on again.
+    assert!(!textfile("", true, &[], None).unwrap().enabled);
+    assert!(
+        textfile("", true, &[("textfile", true)], None)
+            .unwrap()
+            .enabled
+    );
+    assert!(
+        !textfile("", false, &[("textfile", false)], None)
+            .unwrap()
+            .enabled
+    );
+    // An unknown key is an error at its place.
+    let err = textfile("collectors:\n  textfile: {dir: /a}\n", false, &[], None).unwrap_err();
+    assert!(err.to_string().contains(":2:"), "{err}");
+}
+
+#[test]
 fn an_unknown_collector_flag_names_the_flag() {
     let err = with_collector_flags("", false, &[("foo", true), ("gpus", false), ("host", true)])
         .unwrap_err();
@@ -447,12 +507,12 @@ fn an_unknown_collector_flag_names_the_flag() {
         [
             format!(
                 "--collector.foo: unknown collector; expected one of docker, cgroup, host, disk, \
-                 gpu, logs, probe, {}",
+                 gpu, logs, probe, textfile, {}",
                 NODE_COLLECTOR_NAMES.join(", ")
             ),
             format!(
                 "--no-collector.gpus: unknown collector; expected one of docker, cgroup, host, \
-                 disk, gpu, logs, probe, {}",
+                 disk, gpu, logs, probe, textfile, {}",
                 NODE_COLLECTOR_NAMES.join(", ")
             ),
         ]
@@ -510,8 +570,13 @@ fn web_and_collector_changes_need_a_restart() {
             "collectors.gpu",
             "collectors.logs",
             "collectors.probe",
+            "collectors.textfile",
             "collectors (node_exporter's: stat, filefd, ...)",
         ]
+    );
+    assert_eq!(
+        change("collectors:\n  textfile: {directory: /x}\n", d()),
+        ["collectors.textfile"]
     );
     assert_eq!(
         change("collectors:\n  filefd: false\n", d()),

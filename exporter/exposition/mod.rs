@@ -15,7 +15,9 @@ mod host;
 mod logs;
 mod node;
 mod selfmetrics;
+mod textfile;
 
+use std::collections::HashSet;
 use std::fmt::Write;
 use std::sync::OnceLock;
 
@@ -72,6 +74,9 @@ pub enum Kind {
     Gauge,
     /// Samples `<name>_bucket{le=...}`, `<name>_sum`, `<name>_count`, written by the caller.
     Histogram,
+    /// Samples `<name>{quantile=...}`, `<name>_sum`, `<name>_count`, written by the caller
+    /// (only textfiles bring them).
+    Summary,
     /// node_exporter's untyped families (`node_vmstat_*`, `node_netstat_*`): `untyped` in the
     /// text format, `unknown` in OpenMetrics.
     Untyped,
@@ -83,8 +88,19 @@ pub enum Kind {
 /// is served as chunks: each family's OpenMetrics header, then a zero-copy slice of its samples.
 pub struct Encoder {
     pub buf: String,
-    /// For each family: where its samples start in `buf`, and its OpenMetrics header.
-    heads: Vec<(usize, String)>,
+    heads: Vec<Head>,
+}
+
+/// What the encoder keeps of each family.
+struct Head {
+    /// Where its samples start in `buf`.
+    samples_start: usize,
+    /// Its OpenMetrics header.
+    om: String,
+    /// Where its name is in `buf` (in its text header).
+    name_start: usize,
+    name_len: usize,
+    kind: Kind,
 }
 
 impl Encoder {
@@ -99,8 +115,25 @@ impl Encoder {
     pub fn family(&mut self, name: &str, help: &str, kind: Kind) {
         let mut om = String::with_capacity(name.len() * 2 + help.len() + 24);
         write_header(&mut om, name, help, kind, Format::OpenMetrics);
+        let name_start = self.buf.len() + "# HELP ".len();
         write_header(&mut self.buf, name, help, kind, Format::Text);
-        self.heads.push((self.buf.len(), om));
+        self.heads.push(Head {
+            samples_start: self.buf.len(),
+            om,
+            name_start,
+            name_len: name.len(),
+            kind,
+        });
+    }
+
+    /// Every name the families written so far take, in either format (see [`exposed_names`]).
+    pub fn taken_names(&self) -> HashSet<String> {
+        let mut out = HashSet::with_capacity(self.heads.len() * 2);
+        for h in &self.heads {
+            let name = &self.buf[h.name_start..h.name_start + h.name_len];
+            out.extend(exposed_names(name, h.kind));
+        }
+        out
     }
 
     /// One sample. `labels` is a pre-rendered `a="x",b="y"` list (may be empty); `extra` adds
@@ -135,13 +168,16 @@ impl Encoder {
     pub fn finish(self) -> Encoded {
         let text = bytes::Bytes::from(self.buf);
         let mut families = Vec::with_capacity(self.heads.len());
-        for (i, (start, om)) in self.heads.iter().enumerate() {
+        for (i, h) in self.heads.iter().enumerate() {
             // The next family's samples start after its text header; find where that header began.
             let end = match self.heads.get(i + 1) {
-                Some((next_start, _)) => header_start(&text, *next_start),
+                Some(next) => header_start(&text, next.samples_start),
                 None => text.len(),
             };
-            families.push((bytes::Bytes::from(om.clone()), text.slice(*start..end)));
+            families.push((
+                bytes::Bytes::from(h.om.clone()),
+                text.slice(h.samples_start..end),
+            ));
         }
         Encoded { text, families }
     }
@@ -155,6 +191,29 @@ impl Encoder {
         }
         s
     }
+}
+
+/// The names a family takes in either format: its own; a counter's OpenMetrics name (without
+/// `_total`); the sample names a histogram or summary adds. Two families that share one would
+/// be one family to a scraper.
+pub fn exposed_names(name: &str, kind: Kind) -> Vec<String> {
+    let mut out = vec![name.to_string()];
+    match kind {
+        Kind::Counter => {
+            if let Some(base) = name.strip_suffix("_total") {
+                out.push(base.to_string());
+            }
+        }
+        Kind::Histogram | Kind::Summary => {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if suffix != "_bucket" || kind == Kind::Histogram {
+                    out.push(format!("{name}{suffix}"));
+                }
+            }
+        }
+        Kind::Gauge | Kind::Untyped => {}
+    }
+    out
 }
 
 fn write_header(h: &mut String, name: &str, help: &str, kind: Kind, format: Format) {
@@ -175,6 +234,7 @@ fn write_header(h: &mut String, name: &str, help: &str, kind: Kind, format: Form
         Kind::Counter => " counter\n",
         Kind::Gauge => " gauge\n",
         Kind::Histogram => " histogram\n",
+        Kind::Summary => " summary\n",
         Kind::Untyped if format == Format::OpenMetrics => " unknown\n",
         Kind::Untyped => " untyped\n",
     });
@@ -283,6 +343,8 @@ fn encode_all(snap: &Snapshot, status: Option<&Status>, capacity: usize) -> Enco
     if let Some(s) = status {
         alerts::encode(&mut enc, s);
     }
+    // Last: a textfile family that takes a name of lookout's own families is dropped.
+    textfile::encode(&mut enc, snap);
     enc
 }
 

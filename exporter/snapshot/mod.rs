@@ -12,6 +12,7 @@ pub mod logs;
 pub mod node;
 pub mod probe;
 pub mod process;
+pub mod textfile;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use logs::*;
 pub use node::*;
 pub use probe::*;
 pub use process::*;
+pub use textfile::*;
 
 /// What one collector contributed to a cycle.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub enum Part {
     Probe(ProbePart),
     /// A node_exporter-style collector's families (`stat`, `filefd`, ...).
     Node(NodePart),
+    /// node_exporter's textfile collector: the families of the `*.prom` files.
+    Textfile(TextfilePart),
 }
 
 /// How one collector fared in the cycle.
@@ -80,6 +84,8 @@ pub struct Snapshot {
     pub logs: LogPart,
     /// The node_exporter-style collectors' families, in collector order.
     pub node: Vec<Family>,
+    /// What the textfile collector read; None when it is off (then no `node_textfile_*` at all).
+    pub textfile: Option<TextfilePart>,
     pub collectors: Vec<CollectorStatus>,
     /// Allow-listed Docker labels, exported as `container_label_<sanitized>`.
     pub label_allowlist: Arc<LabelAllowlist>,
@@ -127,6 +133,7 @@ impl Snapshot {
                 Part::Logs(l) => snap.logs = l,
                 Part::Probe(p) => probes = p,
                 Part::Node(n) => snap.node.extend(n.families),
+                Part::Textfile(t) => snap.textfile = Some(t),
             }
         }
         if let (Some(h), Some(p)) = (&mut snap.host, prev.and_then(|p| p.host.as_deref())) {
