@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod deploy;
 pub mod discord;
 pub mod fake_runtime;
 pub mod http_sink;
