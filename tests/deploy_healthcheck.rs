@@ -82,7 +82,10 @@ fn a_frozen_lookout_fails_within_the_timeout() {
     };
     signal("-STOP");
     let start = Instant::now();
-    let o = healthcheck(&["--url", &format!("http://{}", lk.addr), "--timeout", "1s"], &[]);
+    let o = healthcheck(
+        &["--url", &format!("http://{}", lk.addr), "--timeout", "1s"],
+        &[],
+    );
     let took = start.elapsed();
     signal("-CONT");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -129,7 +132,10 @@ fn a_live_but_unready_lookout_fails_unless_only_liveness_is_asked() {
         let serving = support::wait_until(Duration::from_secs(10), || status("/health"));
         let unready_before = status("/ready") == Some(503);
         let full = healthcheck(&["--url", &format!("http://{addr}")], &[]);
-        let live = healthcheck(&["--url", &format!("http://{addr}"), "--liveness-only"], &[]);
+        let live = healthcheck(
+            &["--url", &format!("http://{addr}"), "--liveness-only"],
+            &[],
+        );
         let unready_after = status("/ready") == Some(503);
         let _ = child.kill();
         let _ = child.wait();

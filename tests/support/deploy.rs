@@ -96,17 +96,26 @@ pub struct Mount {
     pub volume: bool,
 }
 
-const PROPAGATIONS: [&str; 6] = ["rslave", "slave", "rshared", "shared", "rprivate", "private"];
+const PROPAGATIONS: [&str; 6] = [
+    "rslave", "slave", "rshared", "shared", "rprivate", "private",
+];
 
 /// The mounts of a service of a `docker-compose config` output.
 pub fn mounts(service: &Value) -> Vec<Mount> {
     let mut out = Vec::new();
-    for v in service["volumes"].as_sequence().cloned().unwrap_or_default() {
+    for v in service["volumes"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+    {
         match v {
             Value::String(s) => {
                 // SOURCE:TARGET[:OPTIONS] (Compose 1.29 prints binds and volumes this way).
                 let parts: Vec<&str> = s.splitn(3, ':').collect();
-                let opts: Vec<&str> = parts.get(2).map(|o| o.split(',').collect()).unwrap_or_default();
+                let opts: Vec<&str> = parts
+                    .get(2)
+                    .map(|o| o.split(',').collect())
+                    .unwrap_or_default();
                 out.push(Mount {
                     source: parts[0].to_string(),
                     target: parts[1].to_string(),
@@ -122,7 +131,9 @@ pub fn mounts(service: &Value) -> Vec<Mount> {
                 source: v["source"].as_str().unwrap_or("").to_string(),
                 target: v["target"].as_str().unwrap_or("").to_string(),
                 read_only: v["read_only"].as_bool().unwrap_or(false),
-                propagation: at(&v, &["bind", "propagation"]).as_str().map(str::to_string),
+                propagation: at(&v, &["bind", "propagation"])
+                    .as_str()
+                    .map(str::to_string),
                 volume: v["type"].as_str() == Some("volume"),
             }),
             other => panic!("a volume entry Compose does not print: {other:?}"),
@@ -153,7 +164,10 @@ pub fn check_host_mounts(args: &[String], mounts: &[Mount]) -> Vec<String> {
             None => problems.push(format!("{flag}={target}: nothing is mounted there")),
             Some(m) => {
                 if m.source != host || m.volume {
-                    problems.push(format!("{flag}={target}: mounts {:?}, not the host's {host}", m.source));
+                    problems.push(format!(
+                        "{flag}={target}: mounts {:?}, not the host's {host}",
+                        m.source
+                    ));
                 }
                 if !m.read_only {
                     problems.push(format!("{flag}={target}: the mount is writable"));
@@ -163,7 +177,9 @@ pub fn check_host_mounts(args: &[String], mounts: &[Mount]) -> Vec<String> {
     }
     match mounts.iter().find(|m| m.target == "/var/run/docker.sock") {
         Some(m) if m.source == "/var/run/docker.sock" && m.read_only => {}
-        other => problems.push(format!("the Docker socket is not mounted read-only: {other:?}")),
+        other => problems.push(format!(
+            "the Docker socket is not mounted read-only: {other:?}"
+        )),
     }
     problems
 }
@@ -201,7 +217,9 @@ fn build_image() {
     for lib in ldd.lines().filter_map(|l| {
         let l = l.trim();
         let path = l.split("=>").nth(1).unwrap_or(l).trim();
-        path.split_whitespace().next().filter(|p| p.starts_with('/'))
+        path.split_whitespace()
+            .next()
+            .filter(|p| p.starts_with('/'))
     }) {
         let dest = base.join(lib.trim_start_matches('/'));
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
@@ -288,3 +306,26 @@ pub fn statvfs(path: &Path) -> (u64, u64) {
         s.f_bavail as u64 * s.f_frsize as u64,
     )
 }
+
+/// Whether the host's `/` is a shared mount (systemd makes it one at boot), which a bind mount
+/// of `/` with `rslave` propagation needs; a host without systemd may have it private.
+pub fn root_is_shared() -> bool {
+    std::fs::read_to_string("/proc/1/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            l.split(" - ")
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        })
+        .find(|f| f.get(4) == Some(&"/"))
+        .is_some_and(|f| f[6..].iter().any(|o| o.starts_with("shared:")))
+}
+
+/// The note a test prints when it runs a mount without the propagation the file asks for.
+pub const PRIVATE_ROOT: &str =
+    "NOTE: this host's / is not a shared mount (no systemd), so Docker refuses a bind \
+mount of / with rslave propagation; the test runs that mount without it (mounts made after \
+lookout starts are then not seen under /host)";
