@@ -168,9 +168,12 @@ fn the_compose_sidecar_sees_the_hosts_containers_and_mounts() {
     a.push(image.to_string());
     a.extend(strings(&service["command"]));
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let id = ok(docker(&a), "docker run of the sidecar")
-        .trim()
-        .to_string();
+    let run = docker(&a);
+    if !run.status.success() {
+        // A container that was created but could not start holds its name and the volume.
+        let _ = docker(&["rm", "-f", &name]);
+    }
+    let id = ok(run, "docker run of the sidecar").trim().to_string();
     let sidecar = Container { id, name };
     let logs = || {
         let o = sidecar.docker(&["logs"]);
