@@ -34,6 +34,8 @@
 //! - [`http`]: the router over a narrow state, and the bounded server.
 //! - [`state_dir`]: what is kept across restarts, in one embedded database.
 //! - [`doctor`]: `lookout doctor`'s diagnosis of the environment.
+//! - [`healthcheck`]: `lookout healthcheck`, the image's HEALTHCHECK: `/health` and `/ready` of
+//!   a running lookout as an exit code.
 //! - [`logging`]: `--log.level` and `--log.format` (logfmt, json, or readable on a terminal).
 //! - [`app`]: wiring: create the channels, start the tasks, serve HTTP, stop on one signal.
 
@@ -45,6 +47,7 @@ pub mod docker_api;
 pub mod doctor;
 pub mod engine;
 pub mod exposition;
+pub mod healthcheck;
 pub mod http;
 pub mod logging;
 pub mod notify;

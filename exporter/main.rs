@@ -23,7 +23,8 @@ lookout -c /etc/lookout.yml run  run with a config file\n  \
 lookout check -c lookout.yml     validate a config and its rules (FILE:LINE:COL: message)\n  \
 lookout test-rules rules/tests/*.yml   run rule unit tests\n  \
 lookout once | grep container_   one collection, printed as Prometheus text\n  \
-lookout doctor                   diagnose Docker socket, cgroups and /proc, /sys mounts\n\n\
+lookout doctor                   diagnose Docker socket, cgroups and /proc, /sys mounts\n  \
+lookout healthcheck              exit 0 if the running lookout is live and ready (HEALTHCHECK)\n\n\
 In a container: mount /var/run/docker.sock, and the host's /proc, /sys and / read-only at \
 /host/proc, /host/sys and /host, then pass --path.procfs=/host/proc --path.sysfs=/host/sys \
 --path.rootfs=/host."
@@ -307,6 +308,21 @@ enum Command {
         #[command(subcommand)]
         what: ActionWhat,
     },
+    /// Exit 0 when the running lookout is live (/health) and ready (/ready), 1 otherwise: the
+    /// image's HEALTHCHECK, in an image without curl.
+    Healthcheck {
+        /// The running lookout's URL [default: the address lookout listens on
+        /// (--web.listen-address, LOOKOUT_LISTEN or the config's `listen`), on loopback when it
+        /// listens on all addresses].
+        #[arg(long = "url", env = "LOOKOUT_URL", value_name = "URL")]
+        url: Option<String>,
+        /// Ask /health (liveness) only, not /ready.
+        #[arg(long = "liveness-only")]
+        liveness_only: bool,
+        /// Give up after this long, both requests together.
+        #[arg(long = "timeout", default_value = "3s", value_name = "DURATION")]
+        timeout: String,
+    },
     /// Send a clearly marked test notification to a receiver of the config and print its answer.
     NotifyTest {
         /// The receiver's name (`receivers[].name` in the config).
@@ -532,6 +548,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Healthcheck {
+            url,
+            liveness_only,
+            timeout,
+        } => healthcheck(&g, url, !liveness_only, &timeout),
         Command::NotifyTest { receiver } => {
             init_tracing(Some(g.log_level.as_deref().unwrap_or("warn")), g.log_format);
             let cfg = match load(&g) {
@@ -596,6 +617,47 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `lookout healthcheck`: 0 when live (and ready unless `ready` is false), 1 otherwise.
+fn healthcheck(g: &Global, url: Option<String>, ready: bool, timeout: &str) -> ExitCode {
+    let timeout = match config::parse_duration(timeout) {
+        Ok(t) if !t.is_zero() => t,
+        Ok(_) => {
+            eprintln!("lookout healthcheck: --timeout must be more than 0 (e.g. 3s)");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("lookout healthcheck: --timeout {timeout:?}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let url = match url {
+        Some(u) => u,
+        None => match load(g) {
+            Ok(cfg) => lookout::healthcheck::url_for_listen(&cfg.listen),
+            Err(code) => return code,
+        },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let spec = lookout::healthcheck::Check {
+        url,
+        ready,
+        timeout,
+    };
+    match rt.block_on(lookout::healthcheck::check(&spec)) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lookout healthcheck: {e}");
+            ExitCode::from(1)
         }
     }
 }

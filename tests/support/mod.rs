@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod deploy;
 pub mod discord;
 pub mod exposition;
 pub mod fake_runtime;
