@@ -1,7 +1,8 @@
 //! The gpu collector through nvml-wrapper's real loading path, against a stub
 //! `libnvidia-ml.so.1` built here from C: DCGM series for two GPUs, unsupported fields left out,
-//! XID events, GPU memory attributed to a real Docker container and to a host process, and the
-//! `auto` / `true` behaviour without the library.
+//! XID events, the throttle reasons, fan, PCIe replays, NVLink and the GPM profiling fields (and
+//! a driver too old for some of them), GPU memory attributed to a real Docker container and to a
+//! host process, and the `auto` / `true` behaviour without the library.
 
 #[path = "support/nvml_stub.rs"]
 mod nvml_stub;
@@ -16,7 +17,7 @@ use lookout::collect::gpu::GpuCollector;
 use lookout::collect::CollectError;
 use lookout::config::GpuMode;
 use lookout::exposition::{render, Format};
-use lookout::snapshot::{ContainerInfo, GpuPart, Inventory, Part, Snapshot};
+use lookout::snapshot::{ContainerInfo, Gpu, GpuPart, Inventory, Part, Snapshot};
 use lookout::state_dir::StateDir;
 use nvml_stub::{NvmlStub, NAMES, UUIDS};
 use support::{get, sample, wait_until, Container, Lookout};
@@ -337,6 +338,340 @@ fn collection_cost_against_the_stub() {
     // Generous even for a debug build on a loaded machine; a cycle that re-opened NVML or
     // re-read config every time would still pass, a hang or a per-cycle sleep would not.
     assert!(per < Duration::from_millis(50), "{per:?} per collection");
+}
+
+/// A collector on the stub, reading the real /proc.
+fn collector(stub: &NvmlStub) -> GpuCollector {
+    GpuCollector::new(
+        GpuMode::On,
+        stub.lib().into(),
+        Path::new("/proc"),
+        StateDir::none(),
+    )
+}
+
+/// Two collections a little apart: GPM measures between them.
+fn two_cycles(c: &GpuCollector) -> (GpuPart, GpuPart) {
+    let first = collect(c);
+    std::thread::sleep(Duration::from_millis(20));
+    (first, collect(c))
+}
+
+/// A snapshot of only this GPU part, for the exposition.
+fn snapshot_of(part: GpuPart) -> Snapshot {
+    Snapshot::assemble(
+        0.0,
+        vec![Part::Gpu(part)],
+        vec![],
+        None,
+        Arc::new(lookout::snapshot::LabelAllowlist::default()),
+    )
+}
+
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0))
+}
+
+/// KiB the stub's GPU 0 reports over its 12 NVLinks: link i sent 1000·(i+1), received 500·(i+1).
+const NVLINK_KIB: f64 = 1500.0 * (12.0 * 13.0 / 2.0);
+
+#[test]
+fn throttle_fan_pcie_nvlink_and_gpm_profiling() {
+    if !gcc_or_skip("throttle_fan_pcie_nvlink_and_gpm_profiling") {
+        return;
+    }
+    let stub = NvmlStub::build();
+    let c = collector(&stub);
+    let (first, second) = two_cycles(&c);
+    let (g0, g1) = (&second.gpus[0], &second.gpus[1]);
+    // The raw bitmask: HW thermal slowdown + SW power cap on GPU 0, idle on GPU 1.
+    assert_eq!(
+        (g0.throttle_reasons, g1.throttle_reasons),
+        (Some(0x44), Some(0x1))
+    );
+    // The data-centre board has no fan of its own: no reading, not 0.
+    assert_eq!(
+        (g0.fan_speed_percent, g1.fan_speed_percent),
+        (None, Some(41.0))
+    );
+    assert_eq!(
+        (g0.pcie_replay_total, g1.pcie_replay_total),
+        (Some(3.0), Some(0.0))
+    );
+    // Summed over the links that answer (links 12 to 17 do not), both directions.
+    assert_eq!(g0.nvlink_bandwidth_kib_total, Some(NVLINK_KIB));
+    assert_eq!(g1.nvlink_bandwidth_kib_total, None, "GPU 1 has no NVLink");
+
+    // GPM needs two samples: nothing on the first cycle, then the stub's rates over the cycle,
+    // percentages as DCGM's ratios and MiB/s as bytes/s.
+    for g in &first.gpus {
+        assert_eq!(
+            g.profiling,
+            Default::default(),
+            "first cycle, GPU {}",
+            g.index
+        );
+    }
+    let p = &g0.profiling;
+    for (what, got, want) in [
+        ("gr_engine_active", p.gr_engine_active, 0.625),
+        ("sm_active", p.sm_active, 0.40),
+        ("sm_occupancy", p.sm_occupancy, 0.25),
+        ("tensor_active", p.tensor_active, 0.125),
+        ("dram_active", p.dram_active, 0.30),
+        ("pcie_tx", p.pcie_tx_bytes_per_second, 96.0 * 1048576.0),
+        ("pcie_rx", p.pcie_rx_bytes_per_second, 32.0 * 1048576.0),
+    ] {
+        assert!(close(got, want), "{what}: {got:?}, want {want}");
+    }
+    assert_eq!(g1.profiling, Default::default(), "GPU 1 has no GPM");
+    // One sample kept (GPU 0's), the one before freed; all of them freed with the collector.
+    assert_eq!(stub.gpm_samples_live(), Some(1));
+    collect(&c);
+    assert_eq!(stub.gpm_samples_live(), Some(1));
+    drop(c);
+    assert_eq!(stub.gpm_samples_live(), Some(0));
+
+    let text = render(&snapshot_of(second), Format::Text);
+    for (name, gpu, want) in [
+        ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", 0, 68.0),
+        ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", 1, 1.0),
+        ("DCGM_FI_DEV_FAN_SPEED", 1, 41.0),
+        ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", 0, 3.0),
+        ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", 1, 0.0),
+        ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", 0, NVLINK_KIB),
+        ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 0, 0.625),
+        ("DCGM_FI_PROF_SM_ACTIVE", 0, 0.4),
+        ("DCGM_FI_PROF_SM_OCCUPANCY", 0, 0.25),
+        ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", 0, 0.125),
+        ("DCGM_FI_PROF_DRAM_ACTIVE", 0, 0.3),
+        ("DCGM_FI_PROF_PCIE_TX_BYTES", 0, 100663296.0),
+        ("DCGM_FI_PROF_PCIE_RX_BYTES", 0, 33554432.0),
+    ] {
+        let uuid = format!("UUID=\"{}\"", UUIDS[gpu]);
+        let gpu = format!("gpu=\"{gpu}\"");
+        let got = sample(
+            &text,
+            name,
+            &[&gpu, &uuid, "DCGM_FI_DRIVER_VERSION=\"550.54.15\""],
+        );
+        assert!(
+            close(got, want),
+            "{name} {gpu}: {got:?}, want {want}\n{text}"
+        );
+    }
+    for (name, gpu) in [
+        ("DCGM_FI_DEV_FAN_SPEED", "0"),
+        ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "1"),
+        ("DCGM_FI_PROF_SM_ACTIVE", "1"),
+        ("DCGM_FI_PROF_PCIE_TX_BYTES", "1"),
+    ] {
+        let gpu = format!("gpu=\"{gpu}\"");
+        assert_eq!(sample(&text, name, &[&gpu]), None, "{name} {gpu}");
+    }
+    assert!(text.contains("# TYPE DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL counter\n"));
+    assert!(text.contains("# TYPE DCGM_FI_PROF_SM_ACTIVE gauge\n"));
+    promtool_accepts(&text);
+}
+
+/// The fields of GPU `gpu` that are present, by DCGM name.
+fn present(g: &Gpu) -> Vec<&'static str> {
+    let p = &g.profiling;
+    [
+        (
+            "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
+            g.throttle_reasons.is_some(),
+        ),
+        ("DCGM_FI_DEV_FAN_SPEED", g.fan_speed_percent.is_some()),
+        (
+            "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+            g.pcie_replay_total.is_some(),
+        ),
+        (
+            "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+            g.nvlink_bandwidth_kib_total.is_some(),
+        ),
+        (
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+            p.gr_engine_active.is_some(),
+        ),
+        ("DCGM_FI_PROF_SM_ACTIVE", p.sm_active.is_some()),
+        ("DCGM_FI_PROF_SM_OCCUPANCY", p.sm_occupancy.is_some()),
+        ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", p.tensor_active.is_some()),
+        ("DCGM_FI_PROF_DRAM_ACTIVE", p.dram_active.is_some()),
+        (
+            "DCGM_FI_PROF_PCIE_TX_BYTES",
+            p.pcie_tx_bytes_per_second.is_some(),
+        ),
+        (
+            "DCGM_FI_PROF_PCIE_RX_BYTES",
+            p.pcie_rx_bytes_per_second.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, there)| there.then_some(name))
+    .collect()
+}
+
+#[test]
+fn an_unsupported_field_has_no_series_and_a_failing_one_costs_only_its_own() {
+    if !gcc_or_skip("an_unsupported_field_has_no_series_and_a_failing_one_costs_only_its_own") {
+        return;
+    }
+    let stub = NvmlStub::build();
+    // GPU 0 lacks throttle reasons, PCIe replays, NVLink and one GPM metric; its DRAM metric and
+    // GPU 1's fan fail (a driver error, not "not supported").
+    stub.configure(
+        "unsupported 0 throttle\nunsupported 0 pcie_replay\nunsupported 0 nvlink\n\
+         unsupported 0 gpm_occupancy\nfail 0 gpm_dram\nfail 1 fan\n",
+    );
+    let c = collector(&stub);
+    let part = match c.collect_blocking() {
+        Err(CollectError::Failed { message, partial }) => {
+            assert!(message.contains("GPU 1: fan speed"), "{message}");
+            match partial {
+                Some(Part::Gpu(p)) => p,
+                other => panic!("expected the GPU part beside the error, got {other:?}"),
+            }
+        }
+        other => panic!("expected a partial failure, got {other:?}"),
+    };
+    assert_eq!(present(&part.gpus[0]), Vec::<&str>::new());
+    // The fan failed on GPU 1; its other fields are all there.
+    assert_eq!(
+        present(&part.gpus[1]),
+        [
+            "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
+            "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"
+        ]
+    );
+    assert_eq!(part.gpus[1].utilization_percent, Some(12.0));
+    std::thread::sleep(Duration::from_millis(20));
+    let part = match c.collect_blocking() {
+        Err(CollectError::Failed {
+            message,
+            partial: Some(Part::Gpu(p)),
+        }) => {
+            assert!(message.contains("GPU 0: GPM DRAM activity"), "{message}");
+            assert!(
+                !message.contains("occupancy"),
+                "unsupported is no failure: {message}"
+            );
+            p
+        }
+        other => panic!("expected a partial failure, got {other:?}"),
+    };
+    assert_eq!(
+        present(&part.gpus[0]),
+        [
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+            "DCGM_FI_PROF_SM_ACTIVE",
+            "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+            "DCGM_FI_PROF_PCIE_TX_BYTES",
+            "DCGM_FI_PROF_PCIE_RX_BYTES",
+        ]
+    );
+    let text = render(&snapshot_of(part), Format::Text);
+    for name in [
+        "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+        "DCGM_FI_PROF_SM_OCCUPANCY",
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+    ] {
+        assert_eq!(sample(&text, name, &["gpu=\"0\""]), None, "{name}\n{text}");
+    }
+    assert_eq!(sample(&text, "DCGM_FI_DEV_FAN_SPEED", &[]), None);
+    assert_eq!(
+        sample(&text, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", &["gpu=\"1\""]),
+        Some(1.0)
+    );
+    assert!(close(
+        sample(&text, "DCGM_FI_PROF_SM_ACTIVE", &["gpu=\"0\""]),
+        0.4
+    ));
+
+    // GPM switched off on GPU 0: no profiling series, and its kept sample is freed.
+    assert_eq!(stub.gpm_samples_live(), Some(1));
+    stub.configure("unsupported 0 gpm\n");
+    let part = collect(&c);
+    assert_eq!(part.gpus[0].profiling, Default::default());
+    assert_eq!(stub.gpm_samples_live(), Some(0));
+    // Sampling refused (GPM reserved to administrators): no series either, and no failure.
+    stub.configure("deny 0 gpm\n");
+    for _ in 0..2 {
+        assert_eq!(collect(&c).gpus[0].profiling, Default::default());
+    }
+    assert_eq!(stub.gpm_samples_live(), Some(0));
+}
+
+#[test]
+fn an_old_driver_without_gpm_or_clocks_event_reasons() {
+    if !gcc_or_skip("an_old_driver_without_gpm_or_clocks_event_reasons") {
+        return;
+    }
+    let stub = NvmlStub::build_old_driver();
+    let c = collector(&stub);
+    let (_, part) = two_cycles(&c);
+    // The throttle reasons through the old name; no GPM symbols: no profiling, no failure.
+    assert_eq!(part.gpus[0].throttle_reasons, Some(0x44));
+    assert_eq!(part.gpus[0].nvlink_bandwidth_kib_total, Some(NVLINK_KIB));
+    for g in &part.gpus {
+        assert_eq!(g.profiling, Default::default(), "GPU {}", g.index);
+    }
+    assert_eq!(
+        stub.gpm_samples_live(),
+        None,
+        "no GPM sample was ever allocated"
+    );
+    let text = render(&snapshot_of(part), Format::Text);
+    assert!(!text.contains("DCGM_FI_PROF_"), "{text}");
+    assert_eq!(
+        sample(&text, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", &["gpu=\"0\""]),
+        Some(68.0)
+    );
+}
+
+#[test]
+fn a_running_lookout_exports_the_profiling_fields_from_its_second_cycle() {
+    if !gcc_or_skip("a_running_lookout_exports_the_profiling_fields_from_its_second_cycle") {
+        return;
+    }
+    let stub = NvmlStub::build();
+    let lib = stub.lib().to_str().unwrap().to_string();
+    let lk = Lookout::start_with_env(
+        "interval: 1s\ncollectors: {docker: false, cgroup: false, gpu: true}\n",
+        &[],
+        &[("LOOKOUT_NVML_LIB", &lib)],
+    );
+    let text = wait_until(Duration::from_secs(15), || {
+        let m = lk.metrics();
+        sample(&m, "DCGM_FI_PROF_SM_ACTIVE", &["gpu=\"0\""]).map(|_| m)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no DCGM_FI_PROF_SM_ACTIVE\nlog:\n{}\n{}",
+            lk.log(),
+            lk.metrics()
+        )
+    });
+    assert!(close(
+        sample(&text, "DCGM_FI_PROF_SM_ACTIVE", &["gpu=\"0\""]),
+        0.4
+    ));
+    assert!(close(
+        sample(&text, "DCGM_FI_PROF_DRAM_ACTIVE", &["gpu=\"0\""]),
+        0.3
+    ));
+    assert_eq!(
+        sample(&text, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", &["gpu=\"0\""]),
+        Some(68.0)
+    );
+    assert_eq!(
+        sample(&text, "lookout_collector_success", &["collector=\"gpu\""]),
+        Some(1.0)
+    );
+    promtool_accepts(&text);
 }
 
 fn write_config(dir: &Path, yaml: &str) -> std::path::PathBuf {

@@ -8,6 +8,13 @@
 //! only as NVML events: a thread waits on an event set, and a GPU whose events could be
 //! registered reports its last XID (0 until one arrives), while the others report none.
 //!
+//! Where the wrapper lacks a call or narrows its answer, the driver's symbol is called through
+//! nvml-wrapper's own bindings ([`nvml_wrapper::Nvml::lib`]), looked up when the library is
+//! loaded: a symbol that an older driver lacks is "not supported", never a panic. DCGM's
+//! profiling fields come from NVML's GPM (Hopper and later), which measures between two samples:
+//! the collector keeps each GPU's last sample across cycles ([`GpmSamples`]), so the first cycle
+//! has no profiling series and each later one reports the averages since the cycle before.
+//!
 //! The last XID of each GPU is kept in the state directory ([`STATE_FILE`]), so that a restarted
 //! lookout reports it again and an alert on it (the default GpuXidErrors) stays firing. It is
 //! dropped after a reboot of the host (the boot id changed), which resets the GPUs.
@@ -16,8 +23,9 @@
 //! runner never starts another cycle of this collector meanwhile, and the XID watcher is one
 //! thread for the collector's lifetime, so a hang never piles up threads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::os::raw::{c_int, c_uint, c_ulonglong};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -27,13 +35,16 @@ use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::event::XidError;
-use nvml_wrapper::error::NvmlError;
-use nvml_wrapper::{Device, Nvml};
+use nvml_wrapper::enums::gpm::GpmMetricId;
+use nvml_wrapper::error::{nvml_try, NvmlError};
+use nvml_wrapper::gpm::gpm_metrics_get;
+use nvml_wrapper::{Device, GpmSample, Nvml};
+use nvml_wrapper_sys::bindings as sys;
 use serde::{Deserialize, Serialize};
 
 use super::{CollectError, CollectFuture, Collector};
 use crate::config::GpuMode;
-use crate::snapshot::{Gpu, GpuPart, GpuProcess, Part};
+use crate::snapshot::{Gpu, GpuPart, GpuProcess, GpuProfiling, Part};
 use crate::state_dir::StateDir;
 
 /// The library NVIDIA's driver installs (and the container toolkit mounts into containers).
@@ -140,10 +151,23 @@ pub fn probe(lib: &OsStr) -> Result<Probe, GpuError> {
     })
 }
 
+/// An open NVML handle and the GPM samples taken through it, which must be freed before it is
+/// shut down.
+struct Opened {
+    gpm: GpmSamples,
+    nvml: Nvml,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        self.gpm.free_all(&self.nvml);
+    }
+}
+
 /// The NVML handle and what is remembered about opening it.
 #[derive(Default)]
 struct State {
-    nvml: Option<Nvml>,
+    nvml: Option<Opened>,
     /// When opening was last tried, and how that went (while `nvml` is None).
     last_attempt: Option<(Instant, GpuError)>,
     xid: Option<Arc<XidWatch>>,
@@ -214,8 +238,11 @@ impl GpuCollector {
             }
             self.attempts.fetch_add(1, Ordering::Relaxed);
             match open(&self.lib) {
-                Ok(n) => {
-                    st.nvml = Some(n);
+                Ok(nvml) => {
+                    st.nvml = Some(Opened {
+                        nvml,
+                        gpm: GpmSamples::default(),
+                    });
                     st.last_attempt = None;
                 }
                 Err(e) => {
@@ -233,8 +260,8 @@ impl GpuCollector {
             st.xid = Some(XidWatch::start(self.lib.clone(), store));
         }
         let xid = st.xid.clone();
-        let nvml = st.nvml.as_ref().expect("opened above");
-        let reading = match read_gpus(nvml, xid.as_deref()) {
+        let opened = st.nvml.as_mut().expect("opened above");
+        let reading = match read_gpus(&opened.nvml, &mut opened.gpm, xid.as_deref()) {
             Ok(r) => r,
             Err(e) => {
                 // The driver went away under us (unloaded, reset): open it afresh, after
@@ -318,8 +345,13 @@ struct Reading {
 }
 
 /// Every GPU's facts and processes (pids only; the caller reads /proc). Problems with one GPU or
-/// one field (other than "not supported") are returned beside the data.
-fn read_gpus(nvml: &Nvml, xid: Option<&XidWatch>) -> Result<Reading, GpuError> {
+/// one field (other than "not supported") are returned beside the data. `gpm` holds each GPU's
+/// GPM sample from the cycle before; this cycle's replaces it.
+fn read_gpus(
+    nvml: &Nvml,
+    gpm: &mut GpmSamples,
+    xid: Option<&XidWatch>,
+) -> Result<Reading, GpuError> {
     let count = nvml
         .device_count()
         .map_err(|e| GpuError::query("nvmlDeviceGetCount", e))?;
@@ -327,6 +359,7 @@ fn read_gpus(nvml: &Nvml, xid: Option<&XidWatch>) -> Result<Reading, GpuError> {
     let mut gpus = Vec::with_capacity(count as usize);
     let mut procs: Vec<GpuProcess> = Vec::new();
     let mut problems = Vec::new();
+    let mut seen = HashSet::new();
     for index in 0..count {
         let dev = match nvml.device_by_index(index) {
             Ok(d) => d,
@@ -342,6 +375,7 @@ fn read_gpus(nvml: &Nvml, xid: Option<&XidWatch>) -> Result<Reading, GpuError> {
                 continue;
             }
         };
+        seen.insert(uuid.clone());
         let mut f = Fields {
             index,
             problems: &mut problems,
@@ -388,9 +422,19 @@ fn read_gpus(nvml: &Nvml, xid: Option<&XidWatch>) -> Result<Reading, GpuError> {
             ecc_dbe_volatile_total: ecc(&mut f, MemoryError::Uncorrected, EccCounter::Volatile),
             ecc_sbe_aggregate_total: ecc(&mut f, MemoryError::Corrected, EccCounter::Aggregate),
             ecc_dbe_aggregate_total: ecc(&mut f, MemoryError::Uncorrected, EccCounter::Aggregate),
+            throttle_reasons: f.get("clock throttle reasons", throttle_reasons(nvml, &dev)),
+            fan_speed_percent: f.get("fan speed", fan_speed(nvml, &dev)).map(f64::from),
+            pcie_replay_total: f
+                .get("PCIe replay counter", dev.pcie_replay_counter())
+                .map(f64::from),
+            nvlink_bandwidth_kib_total: f
+                .get("NVLink throughput", nvlink_kib_total(nvml, &dev))
+                .map(|k| k as f64),
+            profiling: gpm.profile(nvml, &dev, &uuid, &mut f),
         });
         processes(&mut f, &dev, &uuid, &mut procs);
     }
+    gpm.keep_only(nvml, &seen);
     Ok(Reading {
         gpus,
         procs,
@@ -429,6 +473,227 @@ fn unsupported(e: &NvmlError) -> bool {
             | NvmlError::FailedToLoadSymbol(_)
             | NvmlError::NoData
     )
+}
+
+/// A driver symbol from nvml-wrapper's bindings; one the loaded library lacks is an error that
+/// [`unsupported`] accepts.
+fn sym<T: Copy, E: std::fmt::Display>(s: &Result<T, E>) -> Result<T, NvmlError> {
+    s.as_ref()
+        .copied()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))
+}
+
+/// The clock-throttle reasons bitmask, all bits as the driver reports them (the wrapper's
+/// `current_throttle_reasons` drops the bits it has no flag for). Drivers since R535 call it
+/// `nvmlDeviceGetCurrentClocksEventReasons` and keep the old name as an alias, which a later one
+/// may drop; older drivers have only the old name.
+fn throttle_reasons(nvml: &Nvml, dev: &Device) -> Result<u64, NvmlError> {
+    let lib = nvml.lib();
+    let f = sym(&lib.nvmlDeviceGetCurrentClocksEventReasons)
+        .or_else(|_| sym(&lib.nvmlDeviceGetCurrentClocksThrottleReasons))?;
+    let mut reasons: c_ulonglong = 0;
+    // SAFETY: a device handle from this library and a valid out-pointer, as nvml.h declares.
+    nvml_try(unsafe { f(dev.handle(), &mut reasons) })?;
+    Ok(reasons)
+}
+
+/// The intended fan speed in percent, through `nvmlDeviceGetFanSpeed` as DCGM reads it (the
+/// wrapper has only the per-fan `_v2`).
+fn fan_speed(nvml: &Nvml, dev: &Device) -> Result<u32, NvmlError> {
+    let f = sym(&nvml.lib().nvmlDeviceGetFanSpeed)?;
+    let mut speed: c_uint = 0;
+    // SAFETY: as above.
+    nvml_try(unsafe { f(dev.handle(), &mut speed) })?;
+    Ok(speed)
+}
+
+/// KiB sent plus received over every NVLink since the driver loaded: NVML's per-link data
+/// throughput counters (`NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_{TX,RX}`, scope = link), summed over
+/// the links that answer, as DCGM sums them for `DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL`. A GPU none
+/// of whose links answer has no NVLink: "not supported". (The wrapper's `field_values_for` cannot
+/// set the scope.)
+fn nvlink_kib_total(nvml: &Nvml, dev: &Device) -> Result<u64, NvmlError> {
+    use sys::field_id::{
+        NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+    };
+    let f = sym(&nvml.lib().nvmlDeviceGetFieldValues)?;
+    let mut values: Vec<sys::nvmlFieldValue_t> = (0..sys::NVML_NVLINK_MAX_LINKS)
+        .flat_map(|link| {
+            [
+                NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+                NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+            ]
+            .map(|id| {
+                // SAFETY: nvmlFieldValue_t is plain data; all zeroes is a valid value.
+                let mut v: sys::nvmlFieldValue_t = unsafe { std::mem::zeroed() };
+                v.fieldId = id;
+                v.scopeId = link;
+                v
+            })
+        })
+        .collect();
+    // SAFETY: `values.len()` initialised entries, as nvml.h declares.
+    nvml_try(unsafe { f(dev.handle(), values.len() as c_int, values.as_mut_ptr()) })?;
+    let mut total: Option<u64> = None;
+    for v in &values {
+        if v.nvmlReturn != sys::nvmlReturn_enum_NVML_SUCCESS {
+            continue;
+        }
+        // SAFETY: the union member read is the one `valueType` names.
+        let kib = unsafe {
+            match v.valueType {
+                sys::nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_LONG_LONG => v.value.ullVal,
+                sys::nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT => v.value.uiVal as u64,
+                _ => continue,
+            }
+        };
+        total = Some(total.unwrap_or(0).saturating_add(kib));
+    }
+    total.ok_or(NvmlError::NotSupported)
+}
+
+/// The GPM metrics behind DCGM's profiling fields, in [`GpuProfiling`]'s order (DCGM's own
+/// mapping on Hopper: percentages become ratios, MiB/s become bytes/s).
+const GPM_METRICS: [(GpmMetricId, &str); 7] = [
+    (GpmMetricId::GraphicsUtil, "GPM graphics activity"),
+    (GpmMetricId::SmUtil, "GPM SM activity"),
+    (GpmMetricId::SmOccupancy, "GPM SM occupancy"),
+    (GpmMetricId::AnyTensorUtil, "GPM tensor activity"),
+    (GpmMetricId::DramBwUtil, "GPM DRAM activity"),
+    (GpmMetricId::PcieTxPerSec, "GPM PCIe TX"),
+    (GpmMetricId::PcieRxPerSec, "GPM PCIe RX"),
+];
+
+/// A GPM sample handle kept from one cycle to the next (owned: freed exactly once, by
+/// [`GpmSamples`], before the NVML handle it came from is shut down).
+struct HeldSample(sys::nvmlGpmSample_t);
+
+// SAFETY: the handle is an opaque pointer into the driver, used only under the collector's
+// mutex, by one thread at a time (not concurrently: nvml-wrapper's own GpmSample is Send, not
+// Sync, for the same reason).
+unsafe impl Send for HeldSample {}
+
+/// Each GPU's last GPM sample, by UUID, and the GPUs whose GPM was found off limits.
+#[derive(Default)]
+struct GpmSamples {
+    last: HashMap<String, HeldSample>,
+    /// GPUs for which "no permission" was logged, so it is said once.
+    refused: HashSet<String>,
+}
+
+impl GpmSamples {
+    /// Whether the library has all the GPM calls. The wrapper frees a sample in `Drop` through
+    /// `nvmlGpmSampleFree` and would panic without it, so no sample is taken unless it is there.
+    fn available(nvml: &Nvml) -> bool {
+        let lib = nvml.lib();
+        lib.nvmlGpmQueryDeviceSupport.is_ok()
+            && lib.nvmlGpmSampleAlloc.is_ok()
+            && lib.nvmlGpmSampleFree.is_ok()
+            && lib.nvmlGpmSampleGet.is_ok()
+            && lib.nvmlGpmMetricsGet.is_ok()
+    }
+
+    /// Take this cycle's sample of `dev`, and the profiling fields between the last one and it.
+    fn profile(&mut self, nvml: &Nvml, dev: &Device, uuid: &str, f: &mut Fields) -> GpuProfiling {
+        let prev = self.take(nvml, uuid);
+        if !GpmSamples::available(nvml) {
+            return GpuProfiling::default();
+        }
+        let supported = match dev.gpm_support() {
+            Ok(s) => s,
+            Err(e) => {
+                self.field::<bool>(f, uuid, "GPM support", Err(e));
+                false
+            }
+        };
+        if !supported {
+            return GpuProfiling::default();
+        }
+        let Some(now) = self.field(f, uuid, "GPM sample", dev.gpm_sample()) else {
+            return GpuProfiling::default();
+        };
+        let ids = GPM_METRICS.map(|(id, _)| id);
+        let metrics = prev.map(|prev| gpm_metrics_get(nvml, &prev, &now, &ids));
+        self.last
+            .insert(uuid.to_string(), HeldSample(now.into_handle()));
+        let Some(metrics) = metrics else {
+            return GpuProfiling::default();
+        };
+        let Some(values) = self.field(f, uuid, "GPM metrics", metrics) else {
+            return GpuProfiling::default();
+        };
+        let mut v = values.into_iter().zip(GPM_METRICS).map(|(r, (_, what))| {
+            let r = r.map(|m| m.value).and_then(|x| {
+                // NaN is DCGM's "blank": the interval had nothing to measure.
+                if x.is_nan() {
+                    Err(NvmlError::NoData)
+                } else {
+                    Ok(x)
+                }
+            });
+            f.get(what, r)
+        });
+        let mut next = || v.next().flatten();
+        let ratio = |p: Option<f64>| p.map(|p| p / 100.0);
+        let bytes = |mib: Option<f64>| mib.map(|m| (m * 1048576.0).round());
+        GpuProfiling {
+            gr_engine_active: ratio(next()),
+            sm_active: ratio(next()),
+            sm_occupancy: ratio(next()),
+            tensor_active: ratio(next()),
+            dram_active: ratio(next()),
+            pcie_tx_bytes_per_second: bytes(next()),
+            pcie_rx_bytes_per_second: bytes(next()),
+        }
+    }
+
+    /// A GPM call's result: "no permission" (GPM can be reserved to administrators) counts as
+    /// unsupported like in [`unsupported`], said once per GPU in the log.
+    fn field<T>(
+        &mut self,
+        f: &mut Fields,
+        uuid: &str,
+        what: &str,
+        r: Result<T, NvmlError>,
+    ) -> Option<T> {
+        match r {
+            Err(NvmlError::NoPermission) => {
+                if self.refused.insert(uuid.to_string()) {
+                    tracing::info!(gpu = %uuid, "no permission for NVML's GPM: no profiling (DCGM_FI_PROF_*) series for this GPU");
+                }
+                None
+            }
+            r => f.get(what, r),
+        }
+    }
+
+    /// The last sample of `uuid`, now owned by the caller (dropping it frees it).
+    fn take<'n>(&mut self, nvml: &'n Nvml, uuid: &str) -> Option<GpmSample<'n>> {
+        let held = self.last.remove(uuid)?;
+        // SAFETY: allocated through this library by `nvml.gpm_sample`, released from its
+        // wrapper with `into_handle`, and removed from the map, so it is freed exactly once.
+        Some(unsafe { GpmSample::from_handle(nvml, held.0) })
+    }
+
+    /// Free the samples of GPUs that are gone.
+    fn keep_only(&mut self, nvml: &Nvml, uuids: &HashSet<String>) {
+        let gone: Vec<String> = self
+            .last
+            .keys()
+            .filter(|u| !uuids.contains(*u))
+            .cloned()
+            .collect();
+        for uuid in gone {
+            self.take(nvml, &uuid);
+        }
+    }
+
+    fn free_all(&mut self, nvml: &Nvml) {
+        let all: Vec<String> = self.last.keys().cloned().collect();
+        for uuid in all {
+            self.take(nvml, &uuid);
+        }
+    }
 }
 
 /// The compute and graphics processes on one GPU; a pid in both lists is counted once.

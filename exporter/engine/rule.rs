@@ -1232,6 +1232,7 @@ mod tests {
             "GpuHighTemperature",
             "GpuMemoryAlmostFull",
             "GpuXidErrors",
+            "GpuThermalThrottling",
         ] {
             assert!(l.rules.iter().any(|r| r.alert == name), "{name} missing");
         }

@@ -209,6 +209,7 @@ pub const GPU: &[Def<GpuGet>] = &[
     Def { name: "temperature_celsius", kind: Kind::Number, doc: "GPU temperature.", get: |g| num(g.temperature_celsius) },
     Def { name: "power_watts", kind: Kind::Number, doc: "Power draw.", get: |g| num(g.power_watts) },
     Def { name: "xid_errors", kind: Kind::Number, doc: "The last XID error code seen (0 for none).", get: |g| num(g.xid_errors) },
+    Def { name: "throttle_reasons", kind: Kind::Number, doc: "Why the clocks are held down: NVML's clock-throttle reasons bitmask, as `DCGM_FI_DEV_CLOCK_THROTTLE_REASONS` (`0x20` SW thermal slowdown, `0x40` HW thermal slowdown, `0x4` SW power cap, `0x8` HW slowdown, `0x1` idle); test a bit with `bitand(throttle_reasons, 0x40) != 0`.", get: |g| num(g.throttle_reasons.map(|r| r as f64)) },
 ];
 
 macro_rules! names_of {
@@ -230,7 +231,7 @@ macro_rules! names_of {
 const CONTAINER_NAMES: &[&str] = names_of!(CONTAINER, 24);
 const HOST_NAMES: &[&str] = names_of!(HOST, 18);
 const FILESYSTEM_NAMES: &[&str] = names_of!(FILESYSTEM, 9);
-const GPU_NAMES: &[&str] = names_of!(GPU, 9);
+const GPU_NAMES: &[&str] = names_of!(GPU, 10);
 
 impl Scope {
     pub const ALL: [Scope; 4] = [Scope::Container, Scope::Host, Scope::Filesystem, Scope::Gpu];
@@ -793,11 +794,15 @@ mod tests {
                 fb_used_mib: Some(10.0),
                 fb_total_mib: Some(40.0),
                 device: "nvidia1".into(),
+                throttle_reasons: Some(0x44),
                 ..Default::default()
             },
             "box",
         );
         assert_eq!(g.get("memory_used_percent"), Some(&Value::Float(25.0)));
+        assert_eq!(g.get("throttle_reasons"), Some(&Value::Float(68.0)));
+        let unknown = gpu_target(&Gpu::default(), "box");
+        assert_eq!(unknown.get("throttle_reasons"), Some(&Value::Empty));
         assert_eq!(
             g.get("memory_used_bytes"),
             Some(&Value::Float(10.0 * 1048576.0))

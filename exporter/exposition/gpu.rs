@@ -8,7 +8,9 @@ use crate::snapshot::{Gpu, GpuProcess, Snapshot};
 
 type GpuField = fn(&Gpu) -> Option<f64>;
 
-/// DCGM exporter's fields, in its `default-counters.csv` order, with its types and help texts.
+/// DCGM exporter's fields, in its `default-counters.csv` order then `dcp-metrics-included.csv`'s
+/// profiling fields, with its types and help texts. The fan speed and the throttle reasons are in
+/// neither file (users add them); their help is DCGM's field description.
 const DCGM: &[(&str, Kind, &str, GpuField)] = &[
     (
         "DCGM_FI_DEV_SM_CLOCK",
@@ -39,6 +41,12 @@ const DCGM: &[(&str, Kind, &str, GpuField)] = &[
         Kind::Counter,
         "Total energy consumption since boot (in mJ).",
         |g| g.total_energy_mj,
+    ),
+    (
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+        Kind::Counter,
+        "Total number of PCIe retries.",
+        |g| g.pcie_replay_total,
     ),
     (
         "DCGM_FI_DEV_GPU_UTIL",
@@ -93,6 +101,66 @@ const DCGM: &[(&str, Kind, &str, GpuField)] = &[
         Kind::Counter,
         "Total number of double-bit persistent ECC errors.",
         |g| g.ecc_dbe_aggregate_total,
+    ),
+    (
+        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+        Kind::Counter,
+        "Total number of NVLink bandwidth counters for all lanes.",
+        |g| g.nvlink_bandwidth_kib_total,
+    ),
+    (
+        "DCGM_FI_DEV_FAN_SPEED",
+        Kind::Gauge,
+        "Fan speed for the device in percent 0-100.",
+        |g| g.fan_speed_percent,
+    ),
+    (
+        "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
+        Kind::Gauge,
+        "Current clock throttle reasons (bitmask of DCGM_CLOCKS_THROTTLE_REASON_*).",
+        |g| g.throttle_reasons.map(|r| r as f64),
+    ),
+    (
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        Kind::Gauge,
+        "Ratio of time the graphics engine is active.",
+        |g| g.profiling.gr_engine_active,
+    ),
+    (
+        "DCGM_FI_PROF_SM_ACTIVE",
+        Kind::Gauge,
+        "The ratio of cycles an SM has at least 1 warp assigned.",
+        |g| g.profiling.sm_active,
+    ),
+    (
+        "DCGM_FI_PROF_SM_OCCUPANCY",
+        Kind::Gauge,
+        "The ratio of number of warps resident on an SM.",
+        |g| g.profiling.sm_occupancy,
+    ),
+    (
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        Kind::Gauge,
+        "Ratio of cycles the tensor (HMMA) pipe is active.",
+        |g| g.profiling.tensor_active,
+    ),
+    (
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+        Kind::Gauge,
+        "Ratio of cycles the device memory interface is active sending or receiving data.",
+        |g| g.profiling.dram_active,
+    ),
+    (
+        "DCGM_FI_PROF_PCIE_TX_BYTES",
+        Kind::Gauge,
+        "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
+        |g| g.profiling.pcie_tx_bytes_per_second,
+    ),
+    (
+        "DCGM_FI_PROF_PCIE_RX_BYTES",
+        Kind::Gauge,
+        "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
+        |g| g.profiling.pcie_rx_bytes_per_second,
     ),
 ];
 
@@ -230,7 +298,7 @@ fn per_process(enc: &mut Encoder, snap: &Snapshot) {
 mod tests {
     use super::super::{render, Format};
     use super::*;
-    use crate::snapshot::{Container, ContainerInfo, GpuPart};
+    use crate::snapshot::{Container, ContainerInfo, GpuPart, GpuProfiling};
 
     fn gpu(index: u32) -> Gpu {
         Gpu {
@@ -332,6 +400,58 @@ mod tests {
             "{om}"
         );
         assert!(om.contains("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu=\"0\""));
+    }
+
+    #[test]
+    fn throttle_fan_pcie_nvlink_and_profiling_fields() {
+        let mut s = snap();
+        let g0 = &mut s.gpu.gpus[0];
+        g0.throttle_reasons = Some(0x44);
+        g0.pcie_replay_total = Some(3.0);
+        g0.nvlink_bandwidth_kib_total = Some(117000.0);
+        g0.profiling = GpuProfiling {
+            sm_active: Some(0.4),
+            pcie_tx_bytes_per_second: Some(100663296.0),
+            ..Default::default()
+        };
+        s.gpu.gpus[1].fan_speed_percent = Some(41.0);
+        let text = render(&s, Format::Text);
+        let one = |name: &str, gpu: &str, value: &str| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}{{gpu=\"{gpu}\"")));
+            assert_eq!(
+                line.and_then(|l| l.rsplit(' ').next()),
+                Some(value),
+                "{name} on GPU {gpu}:\n{text}"
+            );
+        };
+        // The bitmask as an integer, as DCGM exports it.
+        one("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "0", "68");
+        one("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "0", "3");
+        one("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "0", "117000");
+        one("DCGM_FI_DEV_FAN_SPEED", "1", "41");
+        one("DCGM_FI_PROF_SM_ACTIVE", "0", "0.4");
+        one("DCGM_FI_PROF_PCIE_TX_BYTES", "0", "100663296");
+        for (name, kind) in [
+            ("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "gauge"),
+            ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "counter"),
+            ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "counter"),
+            ("DCGM_FI_DEV_FAN_SPEED", "gauge"),
+            ("DCGM_FI_PROF_SM_ACTIVE", "gauge"),
+            ("DCGM_FI_PROF_PCIE_TX_BYTES", "gauge"),
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+        }
+        // A field one GPU lacks has no sample for it; one no GPU has, no family at all.
+        assert_eq!(text.matches("DCGM_FI_DEV_FAN_SPEED{").count(), 1);
+        assert_eq!(
+            text.matches("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS{").count(),
+            1
+        );
+        for absent in ["DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_SM_OCCUPANCY"] {
+            assert!(!text.contains(absent), "{absent}");
+        }
     }
 
     #[test]

@@ -425,9 +425,14 @@ pub fn promtool_problems(test: &str, text: &str) -> Option<Vec<String>> {
         // node_exporter's meminfo and netstat names keep the kernel's field names.
         let meminfo = (l.starts_with("node_memory_") || l.starts_with("node_netstat_"))
             && l.ends_with("metric names should be written in 'snake_case' not 'camelCase'");
-        let dcgm = l.starts_with("DCGM_FI_DEV_")
+        // DCGM's names and labels (`modelName`, `UUID`, `Hostname`, `..._REPLAY_COUNTER`), and
+        // lookout_alerts, whose GPU alerts carry the DCGM labels of the series they are about.
+        let dcgm = (l.starts_with("DCGM_FI_")
             && (l.ends_with("label names should be written in 'snake_case' not 'camelCase'")
-                || l.ends_with("counter metrics should have \"_total\" suffix"));
+                || l.ends_with("counter metrics should have \"_total\" suffix")
+                || l.ends_with("metric name should not include type 'counter'")))
+            || (l.starts_with("lookout_alerts ")
+                && l.ends_with("label names should be written in 'snake_case' not 'camelCase'"));
         // node_exporter's entropy families count bits, by name.
         let entropy = l.starts_with("node_entropy_")
             && l.ends_with("use base unit \"bytes\" instead of \"bits\"");

@@ -28,10 +28,22 @@ pub struct NvmlStub {
 impl NvmlStub {
     /// Compile the stub with `gcc -shared -fPIC`; panics with gcc's output when that fails.
     pub fn build() -> NvmlStub {
+        NvmlStub::build_with(&[])
+    }
+
+    /// The stub as a driver from before GPM and the clocks-event rename: no `nvmlGpm*` symbols,
+    /// no `nvmlDeviceGetCurrentClocksEventReasons`.
+    pub fn build_old_driver() -> NvmlStub {
+        NvmlStub::build_with(&["-DSTUB_OLD_DRIVER"])
+    }
+
+    fn build_with(defines: &[&str]) -> NvmlStub {
         let dir = tempfile::tempdir().expect("temp dir");
         let lib = dir.path().join("libnvidia-ml.so.1");
         let out = Command::new("gcc")
-            .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror"])
+            .args(defines)
+            .arg("-o")
             .arg(&lib)
             .arg(SOURCE)
             .output()
@@ -45,7 +57,9 @@ impl NvmlStub {
     }
 
     /// Write `nvml_stub.conf`: lines `compute|graphics <gpu> <pid> <bytes|na>`, `xid <gpu> <n>`,
-    /// `hang <nvml function>` (see the C source). Written to a temporary file and renamed, so
+    /// `hang <nvml function>`, `set <gpu> <field> <value>`, `unsupported <gpu> <field>`,
+    /// `fail <gpu> <field>`, `deny <gpu> <field>` (see the C source for the fields and their
+    /// defaults). Written to a temporary file and renamed, so
     /// that the stub never reads half of it.
     pub fn configure(&self, conf: &str) {
         let tmp = self.dir.path().join("nvml_stub.conf.tmp");
@@ -57,6 +71,14 @@ impl NvmlStub {
     /// writes a conf without the line; `rest` is the rest of the conf.
     pub fn hang(&self, function: &str, rest: &str) {
         self.configure(&format!("{rest}hang {function}\n"));
+    }
+
+    /// How many GPM samples are allocated and not yet freed (None before the first allocation).
+    pub fn gpm_samples_live(&self) -> Option<i64> {
+        let text = std::fs::read_to_string(self.dir.path().join("nvml_stub.stats")).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("gpm_samples_live "))
+            .and_then(|n| n.trim().parse().ok())
     }
 
     pub fn lib(&self) -> &Path {
