@@ -413,6 +413,22 @@ fn host_vs_node_exporter(iterations: u32) {
         t0.elapsed().as_secs_f64() / iterations as f64 * 1e6,
     );
 
+    // Where it goes: each node_exporter-style collector's read alone.
+    let mut each: Vec<(f64, &str)> = nodes
+        .iter()
+        .zip(&names)
+        .map(|(c, n)| {
+            let c0 = cpu_seconds();
+            for _ in 0..iterations {
+                std::hint::black_box(c.read().ok());
+            }
+            ((cpu_seconds() - c0) / iterations as f64 * 1e6, *n)
+        })
+        .collect();
+    each.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let each: Vec<String> = each.iter().map(|(us, n)| format!("{n} {us:.0}")).collect();
+    println!("  read alone, µs CPU: {}", each.join(", "));
+
     let bin = "/usr/bin/prometheus-node-exporter";
     if !Path::new(bin).exists() {
         println!("node_exporter comparison skipped: {bin} is not installed");
