@@ -35,6 +35,7 @@ pub enum Part {
     Gpu(GpuPart),
     Logs(LogPart),
     Probe(ProbePart),
+    FsUsage(FsUsagePart),
     /// A node_exporter-style collector's families (`stat`, `filefd`, ...).
     Node(NodePart),
 }
@@ -80,6 +81,8 @@ pub struct Snapshot {
     pub logs: LogPart,
     /// The node_exporter-style collectors' families, in collector order.
     pub node: Vec<Family>,
+    /// The fs_usage collector's last pass over the writable layers, once it has made one.
+    pub fs_usage_pass: Option<FsUsagePass>,
     pub collectors: Vec<CollectorStatus>,
     /// Allow-listed Docker labels, exported as `container_label_<sanitized>`.
     pub label_allowlist: Arc<LabelAllowlist>,
@@ -107,6 +110,7 @@ impl Snapshot {
         let mut inventory: Option<Inventory> = None;
         let mut cgroup = CgroupPart::default();
         let mut probes = ProbePart::default();
+        let mut layers = HashMap::new();
         let mut snap = Snapshot {
             taken_at,
             collectors,
@@ -127,6 +131,10 @@ impl Snapshot {
                 Part::Logs(l) => snap.logs = l,
                 Part::Probe(p) => probes = p,
                 Part::Node(n) => snap.node.extend(n.families),
+                Part::FsUsage(f) => {
+                    layers = f.layers;
+                    snap.fs_usage_pass = f.pass;
+                }
             }
         }
         if let (Some(h), Some(p)) = (&mut snap.host, prev.and_then(|p| p.host.as_deref())) {
@@ -176,6 +184,9 @@ impl Snapshot {
                 // Only running containers are probed; a result that raced a stop is dropped.
                 if info.state == State::Running {
                     c.derived.probe = probe_by_id.remove(&info.id);
+                }
+                if info.is_running() {
+                    c.derived.fs_usage = layers.remove(&info.id);
                 }
                 c
             })
