@@ -229,3 +229,42 @@ fn label_globs_export_every_matching_docker_label() {
     assert!(!m.contains("container_fs_usage_bytes{"), "{m}");
     assert!(!m.contains("lookout_fs_usage_containers"));
 }
+
+/// The flags reach the config: `--collector.fs_usage.interval` and `--collector.fs_usage.budget`
+/// override the file, and a budget past the interval is refused, naming the flag.
+#[test]
+fn fs_usage_flags_override_the_config() {
+    let check = |args: &[&str]| {
+        let out = std::process::Command::new(support::lookout_bin())
+            .arg("check")
+            .args(args)
+            .output()
+            .expect("run lookout check");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = check(&["--collector.fs_usage.interval", "10s"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(
+            "--collector.fs_usage.interval: the fs_usage budget (30s) may not exceed its \
+             interval (10s)"
+        ),
+        "{err}"
+    );
+    let (code, err) = check(&[
+        "--collector.fs_usage.interval",
+        "10s",
+        "--collector.fs_usage.budget",
+        "5s",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check(&["--collector.fs_usage.budget", "0s"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--collector.fs_usage.budget \"0s\": must be more than 0s"),
+        "{err}"
+    );
+}

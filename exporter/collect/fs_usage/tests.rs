@@ -330,6 +330,16 @@ fn a_pass_measures_each_running_layer_and_only_costs_a_bad_one_its_own_series() 
         a.device,
         format!("{}:{}", libc::major(dev), libc::minor(dev))
     );
+    // With the host's mount table under the rootfs (lookout in a container, the host's / at
+    // /host), the device is the mount's source.
+    fs::create_dir_all(root.path().join("proc/1")).unwrap();
+    fs::write(
+        root.path().join("proc/1/mounts"),
+        "/dev/host-root / ext4 rw,relatime 0 0\nproc /proc proc rw 0 0\n",
+    )
+    .unwrap();
+    i.pass();
+    assert_eq!(i.part().layers["a"].device, "/dev/host-root");
 
     // A removed container drops its figures; a stopped one is not shown.
     docker.remove_for_test("b");
