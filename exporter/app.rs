@@ -23,6 +23,7 @@ use crate::collect::cgroup::CgroupCollector;
 use crate::collect::cycle::{self, CollectLoop};
 use crate::collect::disk::DiskCollector;
 use crate::collect::docker::{self, DockerCollector, DockerState};
+use crate::collect::fs_usage::FsUsageCollector;
 use crate::collect::gpu::{self as gpu_collect, GpuCollector};
 use crate::collect::host::{self, HostCollector};
 use crate::collect::logs::LogCollector;
@@ -108,6 +109,15 @@ pub fn build_collectors(
     if config.collectors.textfile.enabled {
         out.push(Arc::new(TextfileCollector::new(
             config.collectors.textfile.directory.clone(),
+        )));
+    }
+    // With the Docker collector too: the layers are found through its inventory.
+    if config.collectors.docker && config.collectors.fs_usage {
+        out.push(Arc::new(FsUsageCollector::new(
+            docker.clone(),
+            &config.paths,
+            config.collectors.fs_usage_interval,
+            config.collectors.fs_usage_budget,
         )));
     }
     out

@@ -672,6 +672,28 @@ struct RawInspect {
     config: Option<RawConfig>,
     host_config: Option<RawHostConfig>,
     network_settings: Option<RawNetworkSettings>,
+    graph_driver: Option<RawGraphDriver>,
+}
+
+/// `GraphDriver`: the storage driver and its data. Values are read as any JSON, so that a
+/// driver that puts something other than strings there costs only the fields lookout reads.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawGraphDriver {
+    name: Option<String>,
+    data: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl RawGraphDriver {
+    /// The writable layer's directory (overlay drivers' `UpperDir`); empty when there is none.
+    fn upper_dir(&self) -> String {
+        self.data
+            .as_ref()
+            .and_then(|d| d.get("UpperDir"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -749,6 +771,7 @@ pub fn parse_inspect(body: &[u8]) -> Result<ContainerInfo, DockerError> {
     let cfg = r.config.unwrap_or_default();
     let hc = r.host_config.unwrap_or_default();
     let pos = |v: Option<i64>| v.filter(|x| *x > 0);
+    let graph = r.graph_driver.unwrap_or_default();
     Ok(ContainerInfo {
         id: r.id.unwrap_or_default(),
         name: r
@@ -781,6 +804,8 @@ pub fn parse_inspect(body: &[u8]) -> Result<ContainerInfo, DockerError> {
         network_mode: hc.network_mode.unwrap_or_default(),
         cgroup_parent: hc.cgroup_parent.unwrap_or_default(),
         ip_address: r.network_settings.unwrap_or_default().first_ip(),
+        upper_dir: graph.upper_dir(),
+        storage_driver: graph.name.unwrap_or_default(),
         oom_events: 0,
         recent_starts: Vec::new(),
     })
@@ -993,6 +1018,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.ip_address, "172.17.0.3");
+        // overlay2's writable layer; another driver's data (no UpperDir, or odd values) is
+        // no error, only no layer.
+        let c = parse_inspect(
+            br#"{"Id": "o", "GraphDriver": {"Name": "overlay2", "Data": {
+                "LowerDir": "/var/lib/docker/overlay2/l1/diff:/var/lib/docker/overlay2/l2/diff",
+                "MergedDir": "/var/lib/docker/overlay2/abc/merged",
+                "UpperDir": "/var/lib/docker/overlay2/abc/diff",
+                "WorkDir": "/var/lib/docker/overlay2/abc/work"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.storage_driver, "overlay2");
+        assert_eq!(c.upper_dir, "/var/lib/docker/overlay2/abc/diff");
+        for body in [
+            &br#"{"Id": "b", "GraphDriver": {"Name": "btrfs", "Data": null}}"#[..],
+            br#"{"Id": "z", "GraphDriver": {"Name": "zfs", "Data": {"Dataset": "pool/x", "Size": 5, "UpperDir": 7}}}"#,
+            br#"{"Id": "n", "GraphDriver": null}"#,
+        ] {
+            let c = parse_inspect(body).unwrap();
+            assert_eq!(c.upper_dir, "", "{}", String::from_utf8_lossy(body));
+        }
         // `stopping` is a state of its own.
         let c =
             parse_inspect(br#"{"Id": "x", "State": {"Status": "stopping", "Pid": 7}}"#).unwrap();

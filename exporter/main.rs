@@ -175,6 +175,27 @@ struct CollectorFlags {
         value_name = "DIR"
     )]
     textfile_directory: Option<String>,
+    /// Enable the fs_usage collector (containers' writable-layer disk usage, cAdvisor's
+    /// container_fs_usage_bytes).
+    #[arg(long = "collector.fs_usage", global = true)]
+    fs_usage: bool,
+    /// Disable the fs_usage collector.
+    #[arg(long = "no-collector.fs_usage", global = true)]
+    no_fs_usage: bool,
+    /// How often the fs_usage collector measures the writable layers [default 5m].
+    #[arg(
+        long = "collector.fs_usage.interval",
+        global = true,
+        value_name = "DURATION"
+    )]
+    fs_usage_interval: Option<String>,
+    /// The most time one fs_usage pass over all the layers may take [default 30s].
+    #[arg(
+        long = "collector.fs_usage.budget",
+        global = true,
+        value_name = "DURATION"
+    )]
+    fs_usage_budget: Option<String>,
     #[command(flatten)]
     node: NodeCollectorFlags,
 }
@@ -243,6 +264,7 @@ impl CollectorFlags {
             ("logs", self.logs, self.no_logs),
             ("probe", self.probe, self.no_probe),
             ("textfile", self.textfile, self.no_textfile),
+            ("fs_usage", self.fs_usage, self.no_fs_usage),
         ];
         let mut out = Vec::new();
         for (name, on, off) in pairs.into_iter().chain(self.node.pairs()) {
@@ -412,6 +434,8 @@ fn overrides(g: &Global) -> Overrides {
         idle_timeout: g.idle_timeout.clone(),
         request_timeout: g.request_timeout.clone(),
         collectors: g.collectors.list(),
+        fs_usage_interval: g.collectors.fs_usage_interval.clone(),
+        fs_usage_budget: g.collectors.fs_usage_budget.clone(),
         disable_defaults: g.collectors.disable_defaults,
         textfile_directory: g.collectors.textfile_directory.clone(),
     }

@@ -132,13 +132,7 @@ impl DiskCollector {
     /// (the host's mount namespace when lookout shares the host's PID namespace), else
     /// `<procfs>/mounts` (`/proc/1` hidden by `hidepid`).
     pub fn mounts_path(&self) -> PathBuf {
-        [
-            self.rootfs.join("proc/1/mounts"),
-            self.procfs.join("1/mounts"),
-        ]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| self.procfs.join("mounts"))
+        mount_table_path(&self.procfs, &self.rootfs)
     }
 
     /// The mounts to report: deduplicated (a mount point listed twice is the later mount, which
@@ -267,6 +261,15 @@ impl Collector for DiskCollector {
     }
 }
 
+/// The host's mount table under these roots: `<rootfs>/proc/1/mounts` when it exists, else
+/// `<procfs>/1/mounts`, else `<procfs>/mounts` (see [`DiskCollector::mounts_path`]).
+pub fn mount_table_path(procfs: &Path, rootfs: &Path) -> PathBuf {
+    [rootfs.join("proc/1/mounts"), procfs.join("1/mounts")]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| procfs.join("mounts"))
+}
+
 /// The mount table's lines, mount points unescaped (`\040` is a space, as in fstab(5)) and
 /// without the `rootfs` prefix (when the table is the container's own view, the host's mounts
 /// appear under it).
@@ -327,7 +330,7 @@ fn strip_rootfs(mountpoint: &str, rootfs: &Path) -> String {
 }
 
 /// Where the host's mount point is seen from here: `<rootfs>/<mountpoint>`.
-fn host_path(rootfs: &Path, mountpoint: &str) -> PathBuf {
+pub fn host_path(rootfs: &Path, mountpoint: &str) -> PathBuf {
     rootfs.join(mountpoint.trim_start_matches('/'))
 }
 

@@ -225,6 +225,12 @@ impl DockerState {
         self.changed();
     }
 
+    /// Take a container out of the inventory (unit tests of the inventory's readers).
+    #[cfg(test)]
+    pub(crate) fn remove_for_test(&self, id: &str) {
+        self.remove(id);
+    }
+
     /// Take a fresh inspect result in, keeping what only lookout tracks.
     fn upsert(&self, mut info: ContainerInfo, now: f64) {
         let mut map = self.containers.write().unwrap();

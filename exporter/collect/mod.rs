@@ -22,6 +22,7 @@ pub mod docker;
 pub mod edac;
 pub mod entropy;
 pub mod filefd;
+pub mod fs_usage;
 pub mod gpu;
 pub mod host;
 pub mod hwmon;

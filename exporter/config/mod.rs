@@ -123,6 +123,9 @@ struct RawCollectors {
     probe: Option<bool>,
     probe_interval: Option<String>,
     textfile: Option<RawTextfile>,
+    fs_usage: Option<bool>,
+    fs_usage_interval: Option<String>,
+    fs_usage_budget: Option<String>,
     stat: Option<bool>,
     filefd: Option<bool>,
     vmstat: Option<bool>,
@@ -213,7 +216,8 @@ pub struct DockerConfig {
     pub host: String,
     /// Container-name globs to watch, and to skip.
     pub filter: NameFilter,
-    /// Docker labels exported as `container_label_<name>`.
+    /// Docker labels exported as `container_label_<name>`: keys, and globs over keys
+    /// (`com.docker.compose.*`, `*`) that export every label they match.
     pub labels: Vec<String>,
     /// How often the inventory is fully re-listed besides following events.
     pub resync: Duration,
@@ -277,12 +281,25 @@ pub struct CollectorsConfig {
     pub probe_interval: Duration,
     /// node_exporter's textfile collector.
     pub textfile: TextfileConfig,
+    /// Whether running containers' writable layers are measured (`collectors.fs_usage`):
+    /// cAdvisor's `container_fs_usage_bytes` and its filesystem's size and inodes.
+    pub fs_usage: bool,
+    /// How often (`collectors.fs_usage_interval`, at least [`MIN_FS_USAGE_INTERVAL`]): walking
+    /// every file of every layer is the costliest thing lookout does, so it has its own slow
+    /// cadence instead of the collection interval.
+    pub fs_usage_interval: Duration,
+    /// The most time one pass over all the layers may take (`collectors.fs_usage_budget`, at
+    /// most the interval); containers it did not reach keep their last complete figures.
+    pub fs_usage_budget: Duration,
     /// The node_exporter-style collectors (`collectors.stat`, `collectors.filefd`, ...).
     pub node: NodeCollectors,
 }
 
 /// The shortest `collectors.probe_interval`.
 pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shortest `collectors.fs_usage_interval`.
+pub const MIN_FS_USAGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The collector names the `--collector.<name>` flags take, in the order lookout lists them.
 pub const COLLECTOR_NAMES: &[&str] = &[
@@ -294,6 +311,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
     "logs",
     "probe",
     "textfile",
+    "fs_usage",
     "stat",
     "filefd",
     "vmstat",
@@ -318,7 +336,7 @@ pub const COLLECTOR_NAMES: &[&str] = &[
 /// The node_exporter-style collectors (each one of node_exporter's, under its name) that read
 /// `paths` alone, the tail of [`COLLECTOR_NAMES`]; each is on unless turned off. (`textfile`, also
 /// node_exporter's, has a setting of its own, its directory, and so a config of its own.)
-pub const NODE_COLLECTOR_NAMES: &[&str] = COLLECTOR_NAMES.split_at(8).1;
+pub const NODE_COLLECTOR_NAMES: &[&str] = COLLECTOR_NAMES.split_at(9).1;
 
 /// Which node_exporter-style collectors ([`NODE_COLLECTOR_NAMES`]) run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,7 +444,7 @@ impl Config {
                 .collect::<Vec<_>>()
         };
         let (w, v) = (&self.web, &new.web);
-        let checks: [(&'static str, bool); 20] = [
+        let checks: [(&'static str, bool); 21] = [
             ("listen", self.listen != new.listen),
             ("paths", self.paths != new.paths),
             ("docker.host", self.docker.host != new.docker.host),
@@ -451,6 +469,12 @@ impl Config {
                 a.probe != b.probe || a.probe_interval != b.probe_interval,
             ),
             ("collectors.textfile", a.textfile != b.textfile),
+            (
+                "collectors.fs_usage",
+                a.fs_usage != b.fs_usage
+                    || a.fs_usage_interval != b.fs_usage_interval
+                    || a.fs_usage_budget != b.fs_usage_budget,
+            ),
             (
                 "collectors (node_exporter's: stat, filefd, ...)",
                 a.node != b.node,
@@ -505,6 +529,10 @@ pub struct Overrides {
     pub request_timeout: Option<String>,
     /// `--collector.<name>` (true) and `--no-collector.<name>` (false), in the order given.
     pub collectors: Vec<(String, bool)>,
+    /// `--collector.fs_usage.interval`.
+    pub fs_usage_interval: Option<String>,
+    /// `--collector.fs_usage.budget`.
+    pub fs_usage_budget: Option<String>,
     /// `--collector.disable-defaults`: every collector off unless enabled by a flag.
     pub disable_defaults: bool,
     /// `--collector.textfile.directory` (empty: none).
@@ -655,6 +683,9 @@ fn merge(base: RawConfig, user: RawConfig) -> RawConfig {
             probe: uc.probe.or(bc.probe),
             probe_interval: uc.probe_interval.or(bc.probe_interval),
             textfile: uc.textfile.or(bc.textfile),
+            fs_usage: uc.fs_usage.or(bc.fs_usage),
+            fs_usage_interval: uc.fs_usage_interval.or(bc.fs_usage_interval),
+            fs_usage_budget: uc.fs_usage_budget.or(bc.fs_usage_budget),
             stat: uc.stat.or(bc.stat),
             filefd: uc.filefd.or(bc.filefd),
             vmstat: uc.vmstat.or(bc.vmstat),
@@ -773,10 +804,12 @@ impl Validator {
         ok
     }
 
-    /// `docker.labels`: no empty name, and no two that become the same Prometheus label (a
-    /// series with a label twice makes Prometheus reject the whole scrape).
+    /// `docker.labels`: no empty entry, no invalid glob, nothing listed twice, and no two keys
+    /// that become the same Prometheus label (a series with a label twice makes Prometheus
+    /// reject the whole scrape). Between a glob's matches and other labels that cannot be known
+    /// here; [`crate::snapshot::LabelAllowlist`] settles it when labels are rendered.
     fn labels(&mut self, labels: &[String]) {
-        // Each exported label name, and the entry that first gave it.
+        // Each exported label name of a listed key, and the entry that first gave it.
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, l) in labels.iter().enumerate() {
             let path = format!("docker.labels[{i}]");
@@ -784,12 +817,24 @@ impl Validator {
                 self.at(&path, format!("{path}: empty label name"));
                 continue;
             }
-            let name = format!("container_label_{}", sanitize_label_name(l));
-            match seen.get(&name) {
-                Some(&j) if labels[j] == *l => self.at(
+            if let Some(j) = labels[..i].iter().position(|e| e == l) {
+                self.at(
                     &path,
                     format!("{path}: {l:?} is already listed as docker.labels[{j}]"),
-                ),
+                );
+                continue;
+            }
+            if crate::snapshot::is_label_glob(l) {
+                if let Err(e) = glob::check(l) {
+                    self.at(
+                        &path,
+                        format!("{path}: invalid glob {l:?}: {e} (e.g. com.docker.compose.* or *)"),
+                    );
+                }
+                continue;
+            }
+            let name = format!("container_label_{}", sanitize_label_name(l));
+            match seen.get(&name) {
                 Some(&j) => self.at(
                     &path,
                     format!(
@@ -803,6 +848,70 @@ impl Validator {
                 }
             }
         }
+    }
+
+    /// `collectors.fs_usage_interval` and `collectors.fs_usage_budget`, each overridden by its
+    /// flag; the budget may not exceed the interval (passes never overlap, so a longer budget
+    /// would only stretch the interval).
+    fn fs_usage_cadence(
+        &mut self,
+        interval: Option<String>,
+        budget: Option<String>,
+        flags: &Overrides,
+    ) -> (Duration, Duration) {
+        let mut out = [Duration::from_secs(300), Duration::from_secs(30)];
+        let mut origin: [Option<&'static str>; 2] = [None, None];
+        let before = self.problems.len();
+        for (i, key, flag, file, over, min, example) in [
+            (
+                0,
+                "collectors.fs_usage_interval",
+                "--collector.fs_usage.interval",
+                interval,
+                &flags.fs_usage_interval,
+                MIN_FS_USAGE_INTERVAL,
+                "5m",
+            ),
+            (
+                1,
+                "collectors.fs_usage_budget",
+                "--collector.fs_usage.budget",
+                budget,
+                &flags.fs_usage_budget,
+                Duration::ZERO,
+                "30s",
+            ),
+        ] {
+            if let Some(d) = file.and_then(|s| self.duration_min(key, &s, min, example)) {
+                out[i] = d;
+            }
+            if let Some(v) = over {
+                match parse_duration(v).and_then(|d| check_min(d, min, example).map(|()| d)) {
+                    Ok(d) => {
+                        out[i] = d;
+                        origin[i] = Some(flag);
+                    }
+                    Err(e) => self.outside(flag, format!("{flag} {v:?}: {e}")),
+                }
+            }
+        }
+        let [interval, budget] = out;
+        // Compared only when both were read (a bad one is reported already).
+        if budget > interval && self.problems.len() == before {
+            let msg = format!(
+                "the fs_usage budget ({}) may not exceed its interval ({}); e.g. 30s for 5m",
+                format_duration(budget),
+                format_duration(interval)
+            );
+            match origin[1].or(origin[0]) {
+                Some(flag) => self.outside(flag, format!("{flag}: {msg}")),
+                None => self.at(
+                    "collectors.fs_usage_budget",
+                    format!("collectors.fs_usage_budget: {msg}"),
+                ),
+            }
+        }
+        (interval, budget)
     }
 
     /// `web:` from the file, each key overridden by its `--web.*` flag; `enable_lifecycle`
@@ -904,6 +1013,7 @@ impl Validator {
             c.logs_enabled = false;
             c.probe = false;
             c.textfile.enabled = false;
+            c.fs_usage = false;
             c.node = NodeCollectors::none();
         }
         for (name, on) in &flags.collectors {
@@ -923,6 +1033,7 @@ impl Validator {
                 "logs" => c.logs_enabled = on,
                 "probe" => c.probe = on,
                 "textfile" => c.textfile.enabled = on,
+                "fs_usage" => c.fs_usage = on,
                 other if c.node.set(other, on) => {}
                 _ => {
                     let origin = format!("--{}collector.{name}", if on { "" } else { "no-" });
@@ -1123,6 +1234,8 @@ impl Validator {
                 self.duration_min("collectors.probe_interval", s, MIN_PROBE_INTERVAL, "30s")
             })
             .unwrap_or(Duration::from_secs(30));
+        let (fs_usage_interval, fs_usage_budget) =
+            self.fs_usage_cadence(c.fs_usage_interval, c.fs_usage_budget, flags);
 
         let textfile = match c.textfile {
             None => RawTextfileSettings::default(),
@@ -1205,6 +1318,9 @@ impl Validator {
             probe: c.probe.unwrap_or(true),
             probe_interval,
             textfile,
+            fs_usage: c.fs_usage.unwrap_or(true),
+            fs_usage_interval,
+            fs_usage_budget,
             node,
         };
         self.collector_flags(&mut collectors, flags);

@@ -94,6 +94,92 @@ fn embedded_default_loads() {
     assert!(c.collectors.logs_enabled);
     assert!(c.collectors.probe);
     assert_eq!(c.collectors.probe_interval, Duration::from_secs(30));
+    assert!(c.collectors.fs_usage);
+    assert_eq!(c.collectors.fs_usage_interval, Duration::from_secs(300));
+    assert_eq!(c.collectors.fs_usage_budget, Duration::from_secs(30));
+}
+
+#[test]
+fn fs_usage_settings_and_flags() {
+    let (c, _) = load_file("collectors:\n  fs_usage_interval: 1s\n  fs_usage_budget: 500ms\n");
+    let c = c.unwrap();
+    assert_eq!(
+        (c.collectors.fs_usage_interval, c.collectors.fs_usage_budget),
+        (Duration::from_secs(1), Duration::from_millis(500))
+    );
+    let c = with_collector_flags("collectors:\n  fs_usage: false\n", false, &[]).unwrap();
+    assert!(!c.collectors.fs_usage);
+    let c = with_collector_flags(
+        "collectors:\n  fs_usage: false\n",
+        false,
+        &[("fs_usage", true)],
+    )
+    .unwrap();
+    assert!(c.collectors.fs_usage);
+    assert!(
+        !with_collector_flags("", true, &[])
+            .unwrap()
+            .collectors
+            .fs_usage
+    );
+    // The flags override the file.
+    let flags = Overrides {
+        fs_usage_interval: Some("10m".into()),
+        fs_usage_budget: Some("2m".into()),
+        ..Default::default()
+    };
+    let f = file("collectors:\n  fs_usage_interval: 1m\n  fs_usage_budget: 10s\n");
+    let c = Config::load(Some(f.path()), &no_env, &flags).unwrap();
+    assert_eq!(
+        (c.collectors.fs_usage_interval, c.collectors.fs_usage_budget),
+        (Duration::from_secs(600), Duration::from_secs(120))
+    );
+    // Located errors: too short an interval, no budget, a budget past the interval.
+    assert_eq!(
+        problems("collectors:\n  fs_usage_interval: 100ms\n  fs_usage_budget: 0s\n"),
+        [
+            (
+                2,
+                22,
+                "collectors.fs_usage_interval: must be at least 1s (e.g. 5m), got 100ms".into()
+            ),
+            (
+                3,
+                20,
+                "collectors.fs_usage_budget: must be more than 0s (e.g. 30s)".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        problems("collectors:\n  fs_usage_interval: 1m\n  fs_usage_budget: 2m\n"),
+        [(
+            3,
+            20,
+            "collectors.fs_usage_budget: the fs_usage budget (2m) may not exceed its interval \
+             (1m); e.g. 30s for 5m"
+                .into()
+        )]
+    );
+    let flags = Overrides {
+        fs_usage_interval: Some("10s".into()),
+        ..Default::default()
+    };
+    let err = Config::load(None, &no_env, &flags).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--collector.fs_usage.interval: the fs_usage budget (30s) may not exceed its interval \
+         (10s); e.g. 30s for 5m"
+    );
+    let flags = Overrides {
+        fs_usage_budget: Some("soon".into()),
+        ..Default::default()
+    };
+    let err = Config::load(None, &no_env, &flags).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("--collector.fs_usage.budget \"soon\": "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -507,12 +593,12 @@ fn an_unknown_collector_flag_names_the_flag() {
         [
             format!(
                 "--collector.foo: unknown collector; expected one of docker, cgroup, host, disk, \
-                 gpu, logs, probe, textfile, {}",
+                 gpu, logs, probe, textfile, fs_usage, {}",
                 NODE_COLLECTOR_NAMES.join(", ")
             ),
             format!(
                 "--no-collector.gpus: unknown collector; expected one of docker, cgroup, host, \
-                 disk, gpu, logs, probe, textfile, {}",
+                 disk, gpu, logs, probe, textfile, fs_usage, {}",
                 NODE_COLLECTOR_NAMES.join(", ")
             ),
         ]
@@ -571,12 +657,17 @@ fn web_and_collector_changes_need_a_restart() {
             "collectors.logs",
             "collectors.probe",
             "collectors.textfile",
+            "collectors.fs_usage",
             "collectors (node_exporter's: stat, filefd, ...)",
         ]
     );
     assert_eq!(
         change("collectors:\n  textfile: {directory: /x}\n", d()),
         ["collectors.textfile"]
+    );
+    assert_eq!(
+        change("collectors:\n  fs_usage_budget: 1m\n", d()),
+        ["collectors.fs_usage"]
     );
     assert_eq!(
         change("collectors:\n  filefd: false\n", d()),
@@ -924,6 +1015,43 @@ fn labels_that_sanitise_to_the_same_name_are_refused() {
     assert_eq!((p[0].0, p[0].1), (2, 17), "{p:?}");
     let (c, _) = load_file("docker:\n  labels: [a.b, a.c, ab]\n");
     assert_eq!(c.unwrap().docker.labels, ["a.b", "a.c", "ab"]);
+}
+
+#[test]
+fn label_globs_are_checked_and_may_overlap_listed_keys() {
+    // Globs export every label they match; one may overlap a listed key or another glob (which
+    // label gets a shared name is settled when rendering, the same way each time).
+    let (c, _) = load_file(
+        "docker:\n  labels: [\"com.docker.compose.*\", com.docker.compose.project, \"*\", \
+         \"team-?\", \"team.x\"]\n",
+    );
+    assert_eq!(c.unwrap().docker.labels.len(), 5);
+    assert_eq!(
+        problems(
+            "docker:\n  labels:\n    - \"com.[docker\"\n    - \"*\"\n    - \"*\"\n    - a.b\n    - a-b\n"
+        ),
+        [
+            (
+                3,
+                7,
+                "docker.labels[0]: invalid glob \"com.[docker\": unclosed character class; \
+                 missing ']' (e.g. com.docker.compose.* or *)"
+                    .into()
+            ),
+            (
+                5,
+                7,
+                "docker.labels[2]: \"*\" is already listed as docker.labels[1]".into()
+            ),
+            (
+                7,
+                7,
+                "docker.labels[4]: \"a-b\" and docker.labels[3] \"a.b\" both become the label \
+                 container_label_a_b; list only one of them"
+                    .into()
+            ),
+        ]
+    );
 }
 
 #[test]

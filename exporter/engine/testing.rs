@@ -415,7 +415,7 @@ fn prepare(case: &TestCase, base: &str) -> Result<Vec<Timed>, Problems> {
                     ..Default::default()
                 };
                 let keys: Vec<String> = t.labels.keys().cloned().collect();
-                let allow = crate::snapshot::LabelAllowlist::new(&keys);
+                let allow = crate::snapshot::LabelAllowlist::keys_only(&keys);
                 labels::owned(|f| c.identity_labels(&allow, f))
             }
             Scope::Host => vec![("instance".into(), name.clone())],

@@ -150,6 +150,7 @@ pub const CONTAINER: &[Def<ContainerGet>] = &[
     Def { name: "log_matches_per_minute", kind: Kind::Number, doc: "Log lines matching its pattern per minute; missing when its logs are not followed.", get: |s| num(s.log_matches_per_minute) },
     Def { name: "last_log_match", kind: Kind::Text, doc: "The last matching log line (\"\" when none yet); missing when not followed.", get: |s| s.last_log_match.map(text).unwrap_or(Value::Empty) },
     Def { name: "probe_ok", kind: Kind::Bool, doc: "Whether its last active probe (label `lookout.probe=http://:PORT/PATH` or `tcp://:PORT`) succeeded; missing without a probe, before its first result, and when not running.", get: |s| s.c.derived.probe.as_ref().map(|p| Value::Boolean(p.success)).unwrap_or(Value::Empty) },
+    Def { name: "fs_usage_bytes", kind: Kind::Number, doc: "Bytes its writable layer takes on disk (`container_fs_usage_bytes`, measured every `collectors.fs_usage_interval`, 5m by default); missing before the first measurement, with a storage driver other than overlay2, and when not running.", get: |s| num(s.c.derived.fs_usage.as_ref().map(|u| u.usage_bytes as f64)) },
 ];
 
 /// host scope.
@@ -228,7 +229,7 @@ macro_rules! names_of {
     }};
 }
 
-const CONTAINER_NAMES: &[&str] = names_of!(CONTAINER, 24);
+const CONTAINER_NAMES: &[&str] = names_of!(CONTAINER, 25);
 const HOST_NAMES: &[&str] = names_of!(HOST, 18);
 const FILESYSTEM_NAMES: &[&str] = names_of!(FILESYSTEM, 9);
 const GPU_NAMES: &[&str] = names_of!(GPU, 10);
@@ -713,6 +714,20 @@ mod tests {
         assert_eq!(host.get("uptime_seconds"), Some(&Value::Float(600.0)));
         assert_eq!(host.get("memory_percent"), Some(&Value::Empty));
         assert_eq!(host.get("swap_percent"), Some(&Value::Float(0.0)));
+    }
+
+    #[test]
+    fn fs_usage_bytes_is_the_last_complete_measurement_or_unknown() {
+        let mut s = snap();
+        s.containers[0].derived.fs_usage = Some(crate::snapshot::LayerUsage {
+            device: "/dev/sda1".into(),
+            usage_bytes: 5 << 20,
+            ..Default::default()
+        });
+        let t = targets(&s, None, "box", &FillHistory::default());
+        assert_eq!(t[0].get("fs_usage_bytes"), Some(&Value::Float(5242880.0)));
+        // Not measured (yet, or not running, or another storage driver): unknown, not 0.
+        assert_eq!(t[1].get("fs_usage_bytes"), Some(&Value::Empty));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Container series: cAdvisor's names, units and labels, plus lookout's Docker facts.
 
 use super::{push_label, Encoder, Kind};
-use crate::snapshot::{BlkDevice, CpuStats, MemoryStats, NetInterface, Network, Snapshot, State};
+use crate::snapshot::{
+    BlkDevice, CpuStats, LayerUsage, MemoryStats, NetInterface, Network, Snapshot, State,
+};
 
 /// Each container's identity labels ([`Container::identity_labels`]: `id`, `image`, `name`,
 /// allow-listed `container_label_*`), rendered once and shared by every family.
@@ -25,6 +27,7 @@ type CpuField = fn(&CpuStats) -> Option<f64>;
 type MemField = fn(&MemoryStats) -> Option<f64>;
 type NetField = fn(&NetInterface) -> u64;
 type BlkField = fn(&BlkDevice) -> u64;
+type LayerField = fn(&LayerUsage) -> Option<f64>;
 
 const CPU: &[(&str, &str, CpuField)] = &[
     (
@@ -146,6 +149,28 @@ const BLK: &[(&str, &str, BlkField)] = &[
     ),
 ];
 
+/// The writable layer (fs_usage collector), with cAdvisor's help texts.
+const LAYER: &[(&str, &str, LayerField)] = &[
+    (
+        "container_fs_inodes_free",
+        "Number of available Inodes",
+        |u| u.inodes_free.map(|v| v as f64),
+    ),
+    ("container_fs_inodes_total", "Number of Inodes", |u| {
+        u.inodes_total.map(|v| v as f64)
+    }),
+    (
+        "container_fs_limit_bytes",
+        "Number of bytes that can be consumed by the container on this filesystem.",
+        |u| Some(u.limit_bytes as f64),
+    ),
+    (
+        "container_fs_usage_bytes",
+        "Number of bytes that are consumed by the container on this filesystem.",
+        |u| Some(u.usage_bytes as f64),
+    ),
+];
+
 pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
     let labels = label_sets(snap);
     let all = || snap.containers.iter().zip(labels.iter());
@@ -261,6 +286,18 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot) {
         for (_, s, l) in running() {
             for b in &s.blkio {
                 enc.sample(name, l, &[("device", &b.device)], f(b) as f64);
+            }
+        }
+    }
+
+    // Measured on the fs_usage collector's own cadence: the last complete figures.
+    for (name, help, f) in LAYER {
+        enc.family(name, help, Kind::Gauge);
+        for (c, l) in all() {
+            if let Some(u) = &c.derived.fs_usage {
+                if let Some(v) = f(u) {
+                    enc.sample(name, l, &[("device", &u.device)], v);
+                }
             }
         }
     }
@@ -516,6 +553,51 @@ mod tests {
         // No probe results: the families, without series.
         assert!(text.contains("# TYPE lookout_probe_success gauge\n"));
         assert!(!text.contains("lookout_probe_success{"));
+    }
+
+    #[test]
+    fn writable_layer_series_with_the_device() {
+        let mut s = snap();
+        let text = render(&s, Format::Text);
+        // No measurement yet: the families, without series.
+        assert!(text.contains("# HELP container_fs_usage_bytes Number of bytes that are consumed by the container on this filesystem.\n# TYPE container_fs_usage_bytes gauge\n"));
+        assert!(!text.contains("container_fs_usage_bytes{"));
+        s.containers[0].derived.fs_usage = Some(LayerUsage {
+            device: "/dev/sda1".into(),
+            usage_bytes: 5 << 20,
+            limit_bytes: 100 << 30,
+            inodes_total: Some(6_553_600),
+            inodes_free: Some(6_000_000),
+            measured_at: 1.0,
+        });
+        let text = render(&s, Format::Text);
+        let l = "{id=\"/docker/abc\",image=\"bb:local\",name=\"web-1\",container_label_com_docker_compose_project=\"shop\",device=\"/dev/sda1\"}";
+        for line in [
+            format!("container_fs_usage_bytes{l} 5242880\n"),
+            format!("container_fs_limit_bytes{l} 107374182400\n"),
+            format!("container_fs_inodes_total{l} 6553600\n"),
+            format!("container_fs_inodes_free{l} 6000000\n"),
+        ] {
+            assert!(text.contains(&line), "{line}{text}");
+        }
+        assert!(text.contains("# HELP container_fs_inodes_free Number of available Inodes\n"));
+        assert!(text.contains("# HELP container_fs_inodes_total Number of Inodes\n"));
+        // A filesystem without inode figures: no inode series, not zeros.
+        s.containers[0]
+            .derived
+            .fs_usage
+            .as_mut()
+            .unwrap()
+            .inodes_total = None;
+        s.containers[0]
+            .derived
+            .fs_usage
+            .as_mut()
+            .unwrap()
+            .inodes_free = None;
+        let text = render(&s, Format::Text);
+        assert!(!text.contains("container_fs_inodes_total{"));
+        assert!(text.contains("container_fs_usage_bytes{"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the `process_*` series every Go exporter has.
 
 use super::{Encoder, Kind, Status};
-use crate::snapshot::{ProcessStats, Snapshot};
+use crate::snapshot::{FsUsagePass, ProcessStats, Snapshot};
 
 pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot, status: Option<&Status>) {
     enc.family(
@@ -57,6 +57,9 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot, status: Option<&Status>
         Kind::Gauge,
         snap.taken_at,
     );
+    if let Some(p) = &snap.fs_usage_pass {
+        encode_fs_usage_pass(enc, p);
+    }
     if let Some(st) = status.filter(|s| !s.tasks.is_empty()) {
         enc.family(
             "lookout_task_up",
@@ -93,6 +96,40 @@ pub(super) fn encode(enc: &mut Encoder, snap: &Snapshot, status: Option<&Status>
     }
     if let Some(p) = &snap.process {
         encode_process(enc, p);
+    }
+}
+
+/// How the fs_usage collector's last pass over the writable layers went.
+fn encode_fs_usage_pass(enc: &mut Encoder, p: &FsUsagePass) {
+    enc.single(
+        "lookout_fs_usage_pass_duration_seconds",
+        "How long the fs_usage collector's last pass over the containers' writable layers took.",
+        Kind::Gauge,
+        p.duration_seconds,
+    );
+    enc.single(
+        "lookout_fs_usage_pass_timestamp_seconds",
+        "Unix time at which the fs_usage collector's last pass ended.",
+        Kind::Gauge,
+        p.finished_at,
+    );
+    enc.family(
+        "lookout_fs_usage_containers",
+        "Running containers by how the fs_usage collector's last pass fared with their writable layer: measured, failed (unreadable), unsupported (a storage driver without a layer directory), or unreached (the pass's time budget ran out first; they keep their last complete figures).",
+        Kind::Gauge,
+    );
+    for (result, n) in [
+        ("measured", p.measured),
+        ("failed", p.failed),
+        ("unsupported", p.unsupported),
+        ("unreached", p.unreached),
+    ] {
+        enc.sample(
+            "lookout_fs_usage_containers",
+            "",
+            &[("result", result)],
+            n as f64,
+        );
     }
 }
 
@@ -413,6 +450,32 @@ mod tests {
             ),
             "{om}"
         );
+    }
+
+    #[test]
+    fn fs_usage_pass_series_once_a_pass_ended() {
+        let mut snap = Snapshot::default();
+        let text = render(&snap, Format::Text);
+        assert!(!text.contains("lookout_fs_usage_"));
+        snap.fs_usage_pass = Some(crate::snapshot::FsUsagePass {
+            finished_at: 1700000000.5,
+            duration_seconds: 1.25,
+            measured: 3,
+            failed: 1,
+            unsupported: 0,
+            unreached: 2,
+        });
+        let text = render(&snap, Format::Text);
+        for line in [
+            "lookout_fs_usage_pass_duration_seconds 1.25\n",
+            "lookout_fs_usage_pass_timestamp_seconds 1700000000.5\n",
+            "lookout_fs_usage_containers{result=\"measured\"} 3\n",
+            "lookout_fs_usage_containers{result=\"failed\"} 1\n",
+            "lookout_fs_usage_containers{result=\"unsupported\"} 0\n",
+            "lookout_fs_usage_containers{result=\"unreached\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line}{text}");
+        }
     }
 
     #[test]

@@ -166,6 +166,12 @@ pub struct ContainerInfo {
     /// default bridge's; empty when it has none (not running, `host` or `none` network). Where
     /// active probes (`lookout.probe`) without a host go.
     pub ip_address: String,
+    /// The storage driver that holds its filesystem (`GraphDriver.Name`: overlay2, btrfs, ...).
+    pub storage_driver: String,
+    /// Its writable layer's directory as the host sees it (`GraphDriver.Data.UpperDir`, which
+    /// overlay2 and the other overlay drivers report); empty for drivers without one, whose
+    /// layer usage is not measured.
+    pub upper_dir: String,
     /// OOM events seen for this container since lookout started watching it.
     pub oom_events: u64,
     /// Restarts seen (new start times of a container that had started before), unix s, within
@@ -196,6 +202,51 @@ pub struct Inventory {
     pub generation: u64,
     /// The daemon's cgroup driver (`cgroupfs` or `systemd`) and version, when known.
     pub cgroup_driver: Option<String>,
+}
+
+/// A container's writable layer as the fs_usage collector last measured it completely
+/// (cAdvisor's `container_fs_*` figures for the container's root filesystem).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LayerUsage {
+    /// The device of the filesystem holding the layer, as the mount table names it
+    /// (`/dev/sda1`), else `MAJ:MIN`: cAdvisor's `device` label.
+    pub device: String,
+    /// Bytes the layer takes on disk, as `du -sx` counts them: allocated blocks, each hard
+    /// link's inode once, symbolic links never followed, other filesystems never entered.
+    pub usage_bytes: u64,
+    /// Size of the filesystem holding the layer (`statvfs`), which is what cAdvisor reports as
+    /// the container's limit.
+    pub limit_bytes: u64,
+    /// Inodes of that filesystem, and those free; None where it reports none (btrfs).
+    pub inodes_total: Option<u64>,
+    pub inodes_free: Option<u64>,
+    /// Unix time (s) at which the measurement ended.
+    pub measured_at: f64,
+}
+
+/// How the fs_usage collector's last pass over the writable layers went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct FsUsagePass {
+    /// Unix time (s) at which it ended.
+    pub finished_at: f64,
+    pub duration_seconds: f64,
+    /// Containers measured completely.
+    pub measured: u32,
+    /// Containers whose layer could not be measured (a missing or unreadable directory).
+    pub failed: u32,
+    /// Containers whose storage driver reports no writable-layer directory.
+    pub unsupported: u32,
+    /// Containers the pass did not finish within its time budget: they keep the figures of
+    /// their last complete measurement.
+    pub unreached: u32,
+}
+
+/// The fs_usage collector's part: the latest complete figures by container id (running
+/// containers of the inventory only), and its last pass.
+#[derive(Debug, Clone, Default)]
+pub struct FsUsagePart {
+    pub layers: HashMap<String, LayerUsage>,
+    pub pass: Option<FsUsagePass>,
 }
 
 /// CPU counters.
@@ -345,6 +396,8 @@ pub struct Derived {
     /// The latest result of its active probe (label `lookout.probe`), while it runs; None
     /// without a probe or before the first result.
     pub probe: Option<super::ProbeResult>,
+    /// Its writable layer's last complete measurement (fs_usage collector), while it runs.
+    pub fs_usage: Option<LayerUsage>,
     /// Time of the sample the rates were computed at.
     pub sampled_at: f64,
 }

@@ -5,7 +5,8 @@
 //!
 //! - container: cAdvisor's `id` (the cgroup path), `image`, `name`, then the allow-listed Docker
 //!   labels as `container_label_<sanitized>` (empty values left out, as Prometheus treats an
-//!   empty label as absent);
+//!   empty label as absent): the listed keys in the configured order, then the keys the globs
+//!   match in key order (see [`LabelAllowlist`] for two keys that become one name);
 //! - filesystem: node_exporter's `device`, `fstype`, `mountpoint`;
 //! - GPU: DCGM exporter's `gpu`, `UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname`.
 
@@ -29,16 +30,52 @@ pub fn sanitize_label_name(name: &str) -> String {
     out
 }
 
-/// The Docker labels exported as `container_label_<name>` (`docker.labels`), with their
-/// Prometheus names worked out once per config rather than per container and cycle.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Whether a `docker.labels` entry is a glob over label keys (`com.docker.compose.*`, `*`)
+/// rather than a key: it holds one of `*`, `?`, `[` or `{`.
+pub fn is_label_glob(entry: &str) -> bool {
+    entry.contains(['*', '?', '[', '{'])
+}
+
+/// The Docker labels exported as `container_label_<name>` (`docker.labels`): listed keys, with
+/// their Prometheus names worked out once per config rather than per container and cycle, and
+/// globs over keys, which export every label they match (cAdvisor's "all labels" behaviour with
+/// `*`).
+///
+/// Two keys can become one name (`a.b` and `a-b` are both `container_label_a_b`). The config
+/// refuses that between listed keys; between a glob's matches and the other labels it is only
+/// known per container, and settled the same way every time: listed keys first, then the
+/// matched keys in key (byte) order, each taking its name unless an earlier one took it.
+#[derive(Debug, Clone, Default)]
 pub struct LabelAllowlist {
     /// (Docker label key, `container_label_<sanitized key>`), in the configured order.
     entries: Vec<(String, String)>,
+    /// The globs, as configured.
+    globs: Vec<String>,
+    /// Matches them; None without globs.
+    matcher: Option<crate::config::NameFilter>,
+}
+
+impl PartialEq for LabelAllowlist {
+    fn eq(&self, other: &LabelAllowlist) -> bool {
+        self.entries == other.entries && self.globs == other.globs
+    }
 }
 
 impl LabelAllowlist {
-    pub fn new(keys: &[String]) -> LabelAllowlist {
+    /// From `docker.labels` (already validated): entries with glob characters are globs.
+    pub fn new(entries: &[String]) -> LabelAllowlist {
+        let (globs, keys): (Vec<String>, Vec<String>) =
+            entries.iter().cloned().partition(|e| is_label_glob(e));
+        let mut a = LabelAllowlist::keys_only(&keys);
+        if !globs.is_empty() {
+            a.matcher = Some(crate::config::NameFilter::new(&globs, &[]));
+            a.globs = globs;
+        }
+        a
+    }
+
+    /// Exactly these keys, whatever characters they hold (test-rules' targets).
+    pub fn keys_only(keys: &[String]) -> LabelAllowlist {
         LabelAllowlist {
             entries: keys
                 .iter()
@@ -49,19 +86,23 @@ impl LabelAllowlist {
                     )
                 })
                 .collect(),
+            globs: Vec::new(),
+            matcher: None,
         }
     }
 
-    /// The Docker label keys, as configured.
+    /// The listed Docker label keys, as configured (globs left out).
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(k, _)| k.as_str())
     }
 
+    /// Whether the Docker label `key` is exported: listed, or matched by a glob.
     pub fn contains(&self, key: &str) -> bool {
         self.entries.iter().any(|(k, _)| k == key)
+            || self.matcher.as_ref().is_some_and(|m| m.matches(key))
     }
 
-    /// (Docker key, Prometheus label name) pairs.
+    /// (Docker key, Prometheus label name) pairs of the listed keys.
     pub fn entries(&self) -> &[(String, String)] {
         &self.entries
     }
@@ -69,15 +110,36 @@ impl LabelAllowlist {
 
 impl Container {
     /// Visit the container's identity labels in exposition order: `id`, `image`, `name`,
-    /// then each allow-listed Docker label that has a value.
+    /// then each exported Docker label that has a value ([`LabelAllowlist`]'s order).
     pub fn identity_labels(&self, allow: &LabelAllowlist, mut f: impl FnMut(&str, &str)) {
         f("id", &self.cgroup_id());
         f("image", &self.info.image);
         f("name", &self.info.name);
+        let mut taken: Vec<&str> = Vec::new();
         for (key, label) in &allow.entries {
             if let Some(v) = self.info.labels.get(key).filter(|v| !v.is_empty()) {
                 f(label, v);
+                taken.push(label);
             }
+        }
+        let Some(matcher) = &allow.matcher else {
+            return;
+        };
+        let mut matched: Vec<String> = Vec::new();
+        // BTreeMap: key order.
+        for (key, v) in &self.info.labels {
+            if v.is_empty() || allow.entries.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            if !matcher.matches(key) {
+                continue;
+            }
+            let label = format!("container_label_{}", sanitize_label_name(key));
+            if taken.contains(&label.as_str()) || matched.contains(&label) {
+                continue;
+            }
+            f(&label, v);
+            matched.push(label);
         }
     }
 }
@@ -123,6 +185,82 @@ mod tests {
             "com_docker_compose_project"
         );
         assert_eq!(sanitize_label_name("1x"), "_1x");
+    }
+
+    #[test]
+    fn globs_export_every_matching_label_and_settle_shared_names_the_same_way() {
+        let c = Container {
+            info: ContainerInfo {
+                id: "abc".into(),
+                name: "web".into(),
+                image: "img".into(),
+                labels: [
+                    ("com.docker.compose.project", "shop"),
+                    ("com.docker.compose.service", "web"),
+                    ("com.docker.compose.config-hash", "f00"),
+                    ("com.docker.compose.config_hash", "b4r"),
+                    ("com.docker.compose.empty", ""),
+                    ("team", "ops"),
+                    ("team.x", "1"),
+                    ("team-x", "2"),
+                    ("db.password", "hunter2"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let labels = |entries: &[&str]| {
+            let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+            let allow = LabelAllowlist::new(&entries);
+            owned(|f| c.identity_labels(&allow, f))
+                .into_iter()
+                .skip(3)
+                .collect::<Vec<_>>()
+        };
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        // Listed keys first, in their order; then the glob's matches in key order. Of
+        // config-hash and config_hash (one name), the first in key order ('-' < '_').
+        assert_eq!(
+            labels(&["team", "com.docker.compose.*"]),
+            [
+                pair("container_label_team", "ops"),
+                pair("container_label_com_docker_compose_config_hash", "f00"),
+                pair("container_label_com_docker_compose_project", "shop"),
+                pair("container_label_com_docker_compose_service", "web"),
+            ]
+        );
+        // A listed key keeps its name over a glob's match, wherever it is listed.
+        assert_eq!(
+            labels(&["team*", "team.x"]),
+            [
+                pair("container_label_team_x", "1"),
+                pair("container_label_team", "ops"),
+            ]
+        );
+        // `*` is cAdvisor's every label, each name once: 9 labels, less the empty one,
+        // config_hash (after config-hash) and team.x (after team-x: '-' < '.').
+        let all = labels(&["*"]);
+        assert_eq!(all.len(), 6, "{all:?}");
+        assert!(all.contains(&pair("container_label_db_password", "hunter2")));
+        assert!(all.contains(&pair("container_label_team_x", "2")));
+        let mut names: Vec<&String> = all.iter().map(|(k, _)| k).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 6);
+        // The same answer every time (the labels are a sorted map).
+        assert_eq!(labels(&["*"]), all);
+        // Without globs, only the listed keys.
+        assert_eq!(labels(&["team"]), [pair("container_label_team", "ops")]);
+        let allow = LabelAllowlist::new(&["com.docker.*".into(), "team".into()]);
+        assert!(allow.contains("com.docker.compose.project"));
+        assert!(allow.contains("team") && !allow.contains("team.x"));
+        assert!(!allow.contains("db.password"));
+        assert_eq!(allow.keys().collect::<Vec<_>>(), ["team"]);
+        // Test-rules' targets take their keys as they are, glob characters and all.
+        assert!(!LabelAllowlist::keys_only(&["a*".into()]).contains("ab"));
     }
 
     #[test]

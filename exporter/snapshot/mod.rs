@@ -37,6 +37,7 @@ pub enum Part {
     Gpu(GpuPart),
     Logs(LogPart),
     Probe(ProbePart),
+    FsUsage(FsUsagePart),
     /// A node_exporter-style collector's families (`stat`, `filefd`, ...).
     Node(NodePart),
     /// node_exporter's textfile collector: the families of the `*.prom` files.
@@ -86,6 +87,8 @@ pub struct Snapshot {
     pub node: Vec<Family>,
     /// What the textfile collector read; None when it is off (then no `node_textfile_*` at all).
     pub textfile: Option<TextfilePart>,
+    /// The fs_usage collector's last pass over the writable layers, once it has made one.
+    pub fs_usage_pass: Option<FsUsagePass>,
     pub collectors: Vec<CollectorStatus>,
     /// Allow-listed Docker labels, exported as `container_label_<sanitized>`.
     pub label_allowlist: Arc<LabelAllowlist>,
@@ -113,6 +116,7 @@ impl Snapshot {
         let mut inventory: Option<Inventory> = None;
         let mut cgroup = CgroupPart::default();
         let mut probes = ProbePart::default();
+        let mut layers = HashMap::new();
         let mut snap = Snapshot {
             taken_at,
             collectors,
@@ -134,6 +138,10 @@ impl Snapshot {
                 Part::Probe(p) => probes = p,
                 Part::Node(n) => snap.node.extend(n.families),
                 Part::Textfile(t) => snap.textfile = Some(t),
+                Part::FsUsage(f) => {
+                    layers = f.layers;
+                    snap.fs_usage_pass = f.pass;
+                }
             }
         }
         if let (Some(h), Some(p)) = (&mut snap.host, prev.and_then(|p| p.host.as_deref())) {
@@ -183,6 +191,9 @@ impl Snapshot {
                 // Only running containers are probed; a result that raced a stop is dropped.
                 if info.state == State::Running {
                     c.derived.probe = probe_by_id.remove(&info.id);
+                }
+                if info.is_running() {
+                    c.derived.fs_usage = layers.remove(&info.id);
                 }
                 c
             })

@@ -395,8 +395,8 @@ impl Lookout {
 
 /// Lint an exposition with `promtool check metrics` (Debian's prometheus package). Returns the
 /// complaints other than the names a compatibility contract dictates: node_exporter's camelCase
-/// meminfo and netstat names and its entropy families in bits, and DCGM's camelCase labels and
-/// counters without `_total`. None when promtool is not installed (a failure under
+/// meminfo and netstat names and its entropy families in bits, DCGM's camelCase labels and
+/// counters without `_total`, and cAdvisor's gauge `container_fs_inodes_total`. None when promtool is not installed (a failure under
 /// `LOOKOUT_REQUIRE_TOOLS=1`).
 pub fn promtool_problems(test: &str, text: &str) -> Option<Vec<String>> {
     if !tool_or_skip(test, "/usr/bin/promtool") {
@@ -436,7 +436,10 @@ pub fn promtool_problems(test: &str, text: &str) -> Option<Vec<String>> {
         // node_exporter's entropy families count bits, by name.
         let entropy = l.starts_with("node_entropy_")
             && l.ends_with("use base unit \"bytes\" instead of \"bits\"");
-        meminfo || dcgm || entropy
+        // cAdvisor's inode count of the container's filesystem: a gauge, named so.
+        let cadvisor = l.starts_with("container_fs_inodes_total ")
+            && l.ends_with("non-counter metrics should not have \"_total\" suffix");
+        meminfo || dcgm || entropy || cadvisor
     };
     Some(
         report
