@@ -404,12 +404,12 @@ fn host_vs_node_exporter(iterations: u32) {
     for _ in 0..iterations {
         std::hint::black_box(once());
     }
-    let ours = (cpu_seconds() - c0) / iterations as f64;
+    let alone = (cpu_seconds() - c0) / iterations as f64;
     println!(
         "\nhost collection, every default host collector ({} node_exporter-style: {}), read + text encoding: {:.0} µs CPU, {:.0} µs wall, {samples} samples ({iterations} runs)",
         names.len(),
         names.join(","),
-        ours * 1e6,
+        alone * 1e6,
         t0.elapsed().as_secs_f64() / iterations as f64 * 1e6,
     );
 
@@ -425,6 +425,38 @@ fn host_vs_node_exporter(iterations: u32) {
             ((cpu_seconds() - c0) / iterations as f64 * 1e6, *n)
         })
         .collect();
+    let cost = |f: &dyn Fn() -> usize| {
+        let c0 = cpu_seconds();
+        for _ in 0..iterations {
+            std::hint::black_box(f());
+        }
+        (cpu_seconds() - c0) / iterations as f64 * 1e6
+    };
+    each.push((cost(&|| host.read().0.cpus.len()), "(host)"));
+    each.push((
+        cost(&|| disk.read().map(|f| f.len()).unwrap_or(0)),
+        "(disk)",
+    ));
+    let snap = {
+        let mut node = Vec::new();
+        for c in &nodes {
+            if let Ok(f) = c.read() {
+                node.extend(f);
+            }
+        }
+        Snapshot {
+            host: Some(Box::new(host.read().0)),
+            filesystems: disk.read().unwrap_or_default(),
+            node,
+            ..Default::default()
+        }
+    };
+    each.push((
+        cost(&|| {
+            render_host_disk(&snap, Format::Text).len() + render_node(&snap, Format::Text).len()
+        }),
+        "(encoding)",
+    ));
     each.sort_by(|a, b| b.0.total_cmp(&a.0));
     let each: Vec<String> = each.iter().map(|(us, n)| format!("{n} {us:.0}")).collect();
     println!("  read alone, µs CPU: {}", each.join(", "));
@@ -476,14 +508,19 @@ fn host_vs_node_exporter(iterations: u32) {
         .lines()
         .filter(|l| !l.starts_with('#') && l.starts_with("node_"))
         .count();
-    // Fewer runs: a node_exporter scrape takes tens of ms.
-    let n = (iterations / 4).max(20);
-    let (c0, t0) = (process_cpu_seconds(child.id()), Instant::now());
+    // Interleaved, one of each in turn, so both see the same machine (other load, frequency).
+    let n = iterations;
+    let (mut ours, mut theirs, mut wall) = (0.0, 0.0, 0.0);
     for _ in 0..n {
+        let c0 = cpu_seconds();
+        std::hint::black_box(once());
+        ours += cpu_seconds() - c0;
+        let (c0, t0) = (process_cpu_seconds(child.id()), Instant::now());
         std::hint::black_box(scrape());
+        theirs += process_cpu_seconds(child.id()) - c0;
+        wall += t0.elapsed().as_secs_f64();
     }
-    let theirs = (process_cpu_seconds(child.id()) - c0) / n as f64;
-    let wall = t0.elapsed().as_secs_f64() / n as f64;
+    let (ours, theirs, wall) = (ours / n as f64, theirs / n as f64, wall / n as f64);
     let _ = child.kill();
     let _ = child.wait();
     println!(
@@ -497,6 +534,10 @@ fn host_vs_node_exporter(iterations: u32) {
             .unwrap_or_default(),
         theirs * 1e6,
         wall * 1e6,
+    );
+    println!(
+        "lookout, interleaved with those scrapes: {:.0} µs CPU per host collection",
+        ours * 1e6
     );
     println!(
         "lookout / node_exporter host collection CPU: {:.3} (target ≤ 0.25)",

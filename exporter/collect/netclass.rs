@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::node::NodeError;
+use super::node::{AttrDir, NodeError};
 use crate::config::Paths;
 use crate::exposition::Kind;
 use crate::snapshot::Family;
@@ -90,16 +90,30 @@ pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
     }
     let mut ifaces = Vec::new();
     for name in names {
-        ifaces.push(read_iface(&name, &dir.join(&name))?);
+        // An interface removed since the listing is left out.
+        if let Some(iface) = read_iface(&name, &dir.join(&name))? {
+            ifaces.push(iface);
+        }
     }
     Ok(families(&ifaces))
 }
 
 /// A sysfs attribute, trimmed; None when it is absent or the kernel refuses it (EINVAL,
 /// EOPNOTSUPP, ENODATA, permission), a failure otherwise.
+#[cfg(test)]
 pub(crate) fn attr(path: &Path) -> Result<Option<String>, NodeError> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned());
+    refused_is_none(text, path)
+}
+
+/// [`attr`] for the file `name` of an open directory.
+fn attr_in(dir: &AttrDir, name: &str) -> Result<Option<String>, NodeError> {
+    refused_is_none(dir.read(name), &dir.join(name))
+}
+
+fn refused_is_none(r: std::io::Result<String>, path: &Path) -> Result<Option<String>, NodeError> {
+    match r {
+        Ok(s) => Ok(Some(s.trim().to_string())),
         Err(e)
             if matches!(
                 e.kind(),
@@ -134,15 +148,24 @@ pub fn parse_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-/// One interface's directory.
-pub fn read_iface(device: &str, dir: &Path) -> Result<Iface, NodeError> {
-    let text =
-        |f: &str| -> Result<String, NodeError> { Ok(attr(&dir.join(f))?.unwrap_or_default()) };
+/// One interface's directory; None when it is gone.
+pub fn read_iface(device: &str, dir: &Path) -> Result<Option<Iface>, NodeError> {
+    let dir = match AttrDir::open(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(NodeError::Failed(format!(
+                "cannot open {}: {e}",
+                dir.display()
+            )))
+        }
+    };
+    let text = |f: &str| -> Result<String, NodeError> { Ok(attr_in(&dir, f)?.unwrap_or_default()) };
     let mut numbers = Vec::with_capacity(NUMERIC.len());
     for (_, file, _) in NUMERIC {
-        numbers.push(attr(&dir.join(file))?.as_deref().and_then(parse_int));
+        numbers.push(attr_in(&dir, file)?.as_deref().and_then(parse_int));
     }
-    Ok(Iface {
+    Ok(Some(Iface {
         device: device.to_string(),
         address: text("address")?,
         broadcast: text("broadcast")?,
@@ -150,7 +173,7 @@ pub fn read_iface(device: &str, dir: &Path) -> Result<Iface, NodeError> {
         ifalias: text("ifalias")?,
         operstate: text("operstate")?,
         numbers,
-    })
+    }))
 }
 
 /// The families, by name; one without series is left out.

@@ -2,7 +2,10 @@
 //! its files under `paths.procfs` / `paths.sysfs` and returns its families whole; [`NodeCollector`]
 //! runs any of them as a [`Collector`] off the async threads.
 
-use std::path::Path;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{CollectError, CollectFuture, Collector};
@@ -120,6 +123,76 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, NodeError> {
             "cannot read {}: {e}",
             path.display()
         ))),
+    }
+}
+
+/// A directory of small attribute files (a sysfs device's), read relative to one open handle.
+///
+/// `std::fs::read` on sysfs costs a walk of the whole path (through `class/net/<iface>`'s
+/// symbolic link each time), a `statx` for a size hint and two reads; here each attribute is one
+/// `openat` of its bare name, reads into a stack buffer, and a close. Reading an interface's 22
+/// attributes this way costs about half as much CPU.
+pub(crate) struct AttrDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl AttrDir {
+    /// Open `path`, which must be a directory.
+    pub fn open(path: &Path) -> std::io::Result<AttrDir> {
+        let c = CString::new(path.as_os_str().as_bytes())?;
+        // SAFETY: `c` is a valid NUL-terminated string; the flags take no further arguments.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(AttrDir {
+            // SAFETY: `fd` was just opened and is owned by nothing else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The whole of the file `name` in this directory (UTF-8, invalid bytes replaced).
+    pub fn read(&self, name: &str) -> std::io::Result<String> {
+        let c = CString::new(name)?;
+        // SAFETY: the directory fd is open for `self`'s lifetime; `c` is NUL-terminated.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut buf = [0u8; 4096];
+        let mut out = Vec::new();
+        loop {
+            match std::io::Read::read(&mut file, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(match String::from_utf8(out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    /// The path of `name` in this directory, for messages.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
     }
 }
 
