@@ -98,15 +98,8 @@ pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
     Ok(families(&ifaces))
 }
 
-/// A sysfs attribute, trimmed; None when it is absent or the kernel refuses it (EINVAL,
-/// EOPNOTSUPP, ENODATA, permission), a failure otherwise.
-#[cfg(test)]
-pub(crate) fn attr(path: &Path) -> Result<Option<String>, NodeError> {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned());
-    refused_is_none(text, path)
-}
-
-/// [`attr`] for the file `name` of an open directory.
+/// The sysfs attribute `name` of an open directory, trimmed; None when it is absent or the
+/// kernel refuses it (EINVAL, EOPNOTSUPP, ENODATA, permission), a failure otherwise.
 fn attr_in(dir: &AttrDir, name: &str) -> Result<Option<String>, NodeError> {
     refused_is_none(dir.read(name), &dir.join(name))
 }

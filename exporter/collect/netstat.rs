@@ -145,9 +145,9 @@ mod tests {
                     Tcp: RtoAlgorithm MaxConn CurrEstab\nTcp: 1 -1 4\n";
         let s = parse_pairs(text).unwrap();
         assert_eq!(s.len(), 6);
-        assert_eq!(s[4], ("Tcp".into(), "MaxConn".into(), "-1".into()));
+        assert_eq!(s[4], ("Tcp", "MaxConn", "-1"));
         let s6 = parse_snmp6("Ip6InOctets   \t 1234\nIcmp6InMsgs 2\nUdpLite6InErrors 0\n").unwrap();
-        assert_eq!(s6[0], ("Ip6".into(), "InOctets".into(), "1234".into()));
+        assert_eq!(s6[0], ("Ip6", "InOctets", "1234"));
         assert_eq!(s6[2].0, "UdpLite6");
     }
 
