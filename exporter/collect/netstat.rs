@@ -28,25 +28,24 @@ pub type Stat<'a> = (&'a str, &'a str, &'a str);
 
 /// `node_netstat_<Proto>_<Field>` for the fields [`NETSTAT_FIELDS`] matches, sorted by name.
 pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
-    let mut texts = Vec::with_capacity(3);
+    let mut out: BTreeMap<String, Family> = BTreeMap::new();
     for file in ["net/netstat", "net/snmp"] {
         let path = paths.procfs.join(file);
-        texts.push((read_file(&path)?, path, false));
+        let text = read_file(&path)?;
+        let stats = parse_pairs(&text).map_err(|e| parse_error(&path, e))?;
+        keep(stats, &mut out)?;
     }
     let path = paths.procfs.join("net/snmp6");
     if let Some(text) = read_optional(&path)? {
-        texts.push((text, path, true));
+        let stats = parse_snmp6(&text).map_err(|e| parse_error(&path, e))?;
+        keep(stats, &mut out)?;
     }
-    let mut stats: Vec<Stat> = Vec::new();
-    for (text, path, snmp6) in &texts {
-        let parsed = if *snmp6 {
-            parse_snmp6(text)
-        } else {
-            parse_pairs(text)
-        };
-        stats.extend(parsed.map_err(|e| parse_error(path, e))?);
-    }
-    let mut out: BTreeMap<String, Family> = BTreeMap::new();
+    Ok(out.into_values().collect())
+}
+
+/// The statistics [`NETSTAT_FIELDS`] matches, into `out` by family name; a field in two files:
+/// the later one wins, as in node_exporter.
+fn keep(stats: Vec<Stat>, out: &mut BTreeMap<String, Family>) -> Result<(), NodeError> {
     let mut key = String::with_capacity(64);
     for (proto, field, value) in stats {
         key.clear();
@@ -61,10 +60,9 @@ pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
         })?;
         let name = format!("node_netstat_{key}");
         let help = format!("Statistic {proto}{field}.");
-        // A field in two files: the later one wins, as in node_exporter.
         out.insert(name.clone(), Family::single(name, help, Kind::Untyped, v));
     }
-    Ok(out.into_values().collect())
+    Ok(())
 }
 
 fn check_name(what: &str) -> Result<(), String> {
