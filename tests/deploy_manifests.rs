@@ -314,10 +314,18 @@ fn the_stacks_lookout_configs_pass_lookout_check() {
         .arg(repo().join("deploy/lookout.yml"))
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let text = ok(out, "lookout check config deploy/lookout.yml");
     assert!(
         text.contains("receivers: alertmanager (alertmanager)"),
         "{text}"
+    );
+    // The default rules name `discord` and `email`, which this config leaves to Alertmanager:
+    // check says their alerts still go where the route sends them, not that they are lost.
+    assert!(
+        stderr.contains("go only where the route sends them (`alertmanager`)")
+            && !stderr.contains("reach no one"),
+        "{stderr}"
     );
 }
 

@@ -20,9 +20,16 @@ pub fn check_rule_receivers(cfg: &Config, loaded: &Loaded) -> (Vec<String>, Vec<
     // The embedded default rules name `discord` and `email`: a config that defines only one
     // of them (or others) is told, not refused; the user's own rule files must be right.
     if cfg.rule_files.is_none() {
-        warnings.extend(errors.into_iter().map(|e| {
-            format!("{e} (in the embedded default rules: alerts of those rules reach no one there)")
-        }));
+        // With a receiver at the routing tree's root every alert still goes somewhere.
+        let fate = match &cfg.notify.route.receiver {
+            Some(r) => format!("those rules' alerts go only where the route sends them (`{r}`)"),
+            None => "alerts of those rules reach no one there".to_string(),
+        };
+        warnings.extend(
+            errors
+                .into_iter()
+                .map(|e| format!("{e} (in the embedded default rules: {fate})")),
+        );
         return (Vec::new(), warnings);
     }
     let file = cfg
