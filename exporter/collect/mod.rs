@@ -33,6 +33,7 @@ pub mod netstat;
 pub mod node;
 pub mod probe;
 pub mod process;
+pub mod rtnetlink;
 pub mod schedstat;
 pub mod sockstat;
 pub mod softnet;

@@ -6,10 +6,20 @@
 //! down interface) or is not a number gives no series; numbers may be hexadecimal (`flags`
 //! `0x1003`). One difference: a `speed` of -1 (unknown) gives no series, where node_exporter
 //! 1.5 exports -125000. Without `class/net` the collector is not available here.
+//!
+//! A sysfs read costs an open, a read and a close per attribute, so when `class/net` shows
+//! this process's own network namespace, what rtnetlink carries comes from one `RTM_GETLINK`
+//! dump instead (as the kernel's net-sysfs.c shows it), and sysfs is read only for the rest
+//! (`flags`, `addr_assign_type`, `name_assign_type`, `dev_id`, `dormant`, `speed`, `duplex`)
+//! and each interface's `ifindex`. It is the same namespace when both list the same names with
+//! the same indexes; otherwise (a fixture tree, a host's /sys mounted into a container on its
+//! own network) or on any netlink error, every attribute is read from sysfs.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::node::{AttrDir, NodeError};
+use super::rtnetlink::{self, Link};
 use crate::config::Paths;
 use crate::exposition::Kind;
 use crate::snapshot::Family;
@@ -57,8 +67,23 @@ pub struct Iface {
     pub numbers: Vec<Option<i64>>,
 }
 
+/// Where a cycle's attributes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An rtnetlink dump, and sysfs for what it does not carry.
+    Netlink,
+    /// sysfs alone.
+    Sysfs,
+}
+
 /// `node_network_info`, `node_network_up` and the `node_network_*` properties, per device.
 pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
+    read_via(paths, true).map(|(families, _)| families)
+}
+
+/// [`read`], through rtnetlink where it may (`netlink`) and it answers for `paths.sysfs`; says
+/// which way it went.
+pub fn read_via(paths: &Paths, netlink: bool) -> Result<(Vec<Family>, Source), NodeError> {
     let dir = paths.sysfs.join("class/net");
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
@@ -88,6 +113,22 @@ pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
             dir.display()
         )));
     }
+    if netlink {
+        match rtnetlink::links() {
+            Ok(links) => {
+                if let Some(ifaces) = read_with_links(&dir, &names, links)? {
+                    return Ok((families(&ifaces), Source::Netlink));
+                }
+                tracing::debug!(
+                    dir = %dir.display(),
+                    "netclass: sysfs and rtnetlink list other interfaces (another network namespace?); reading sysfs alone"
+                );
+            }
+            Err(error) => {
+                tracing::debug!(%error, "netclass: no rtnetlink dump; reading sysfs alone")
+            }
+        }
+    }
     let mut ifaces = Vec::new();
     for name in names {
         // An interface removed since the listing is left out.
@@ -95,7 +136,117 @@ pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
             ifaces.push(iface);
         }
     }
-    Ok(families(&ifaces))
+    Ok((families(&ifaces), Source::Sysfs))
+}
+
+/// The interfaces `names` of `dir` from `links` and sysfs; None unless the links are exactly
+/// these interfaces (same names, same indexes), i.e. `dir` shows this network namespace.
+fn read_with_links(
+    dir: &Path,
+    names: &[String],
+    links: Vec<Link>,
+) -> Result<Option<Vec<Iface>>, NodeError> {
+    let mut by_name: HashMap<String, Link> =
+        links.into_iter().map(|l| (l.name.clone(), l)).collect();
+    if by_name.len() != names.len() {
+        return Ok(None);
+    }
+    let mut ifaces = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(link) = by_name.remove(name) else {
+            return Ok(None);
+        };
+        let path = dir.join(name);
+        let attrs = match AttrDir::open(&path) {
+            Ok(d) => d,
+            // Removed since the listing: let sysfs alone tell.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(NodeError::Failed(format!(
+                    "cannot open {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let ifindex = attr_in(&attrs, "ifindex")?.as_deref().and_then(parse_int);
+        if ifindex != Some(i64::from(link.index)) {
+            return Ok(None);
+        }
+        ifaces.push(iface_from_link(name, &attrs, &link)?);
+    }
+    Ok(Some(ifaces))
+}
+
+/// net-sysfs.c's `operstates`, indexed by IF_OPER_*.
+const OPERSTATES: [&str; 7] = [
+    "unknown",
+    "notpresent",
+    "down",
+    "lowerlayerdown",
+    "testing",
+    "dormant",
+    "up",
+];
+
+/// A hardware address as sysfs shows it (`%*phC`): lowercase hex bytes joined by ':'.
+fn mac(bytes: &[u8]) -> String {
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    hex.join(":")
+}
+
+/// IFF_UP, which the kernel sets with __LINK_STATE_START (netif_running(), the test of the
+/// sysfs `carrier` file) once the device has opened and clears with it on close.
+const IFF_UP: u32 = 1;
+
+/// The sysfs file `file` as the link gives it; None when netlink does not carry it (read the
+/// file), Some(None) when sysfs refuses it. net-sysfs.c prints these with `%d`, so an unsigned
+/// 32-bit value reads as signed.
+fn number_from_link(l: &Link, file: &str) -> Option<Option<i64>> {
+    let d = |v: u32| Some(i64::from(v as i32));
+    match file {
+        "ifindex" => Some(Some(i64::from(l.index))),
+        "type" => Some(Some(i64::from(l.kind))),
+        "mtu" => l.mtu.map(d),
+        "tx_queue_len" => l.txqlen.map(d),
+        "link_mode" => l.link_mode.map(|v| Some(i64::from(v))),
+        "netdev_group" => l.group.map(d),
+        // IFLA_LINK is left out when iflink is the index.
+        "iflink" => Some(d(l.link.unwrap_or(l.index as u32))),
+        "carrier_changes" => l.carrier_changes.map(d),
+        "carrier_up_count" => l.carrier_up.map(d),
+        "carrier_down_count" => l.carrier_down.map(d),
+        // EINVAL unless the device is running.
+        "carrier" => l
+            .carrier
+            .map(|c| (l.flags & IFF_UP != 0).then_some(i64::from(c != 0))),
+        _ => None,
+    }
+}
+
+/// One interface from its link and, for the rest, its open sysfs directory.
+fn iface_from_link(device: &str, dir: &AttrDir, l: &Link) -> Result<Iface, NodeError> {
+    let mut numbers = Vec::with_capacity(NUMERIC.len());
+    for (_, file, _) in NUMERIC {
+        numbers.push(match number_from_link(l, file) {
+            Some(v) => v,
+            None => attr_in(dir, file)?.as_deref().and_then(parse_int),
+        });
+    }
+    let operstate = match l.operstate {
+        // Out of the table, sysfs answers EINVAL.
+        Some(o) => OPERSTATES.get(usize::from(o)).unwrap_or(&"").to_string(),
+        None => attr_in(dir, "operstate")?.unwrap_or_default(),
+    };
+    Ok(Iface {
+        device: device.to_string(),
+        address: l.address.as_deref().map(mac).unwrap_or_default(),
+        broadcast: l.broadcast.as_deref().map(mac).unwrap_or_default(),
+        duplex: attr_in(dir, "duplex")?.unwrap_or_default(),
+        // Trimmed as a file's text is.
+        ifalias: l.alias.as_deref().unwrap_or("").trim().to_string(),
+        operstate,
+        numbers,
+    })
 }
 
 /// The sysfs attribute `name` of an open directory, trimmed; None when it is absent or the
@@ -264,7 +415,9 @@ mod tests {
             &[("operstate", "down"), ("speed", "-1")],
         );
         std::fs::write(net.join("bonding_masters"), "\n").unwrap();
-        let f = read(&paths(root.path())).unwrap();
+        // Not this network namespace's interfaces: sysfs alone.
+        let (f, source) = read_via(&paths(root.path()), true).unwrap();
+        assert_eq!(source, Source::Sysfs);
         let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -282,6 +435,87 @@ mod tests {
         assert_eq!(f[2].samples[0].1, 125_000_000.0);
         assert_eq!(f[3].samples[1].1, 1.0);
         assert_eq!(f[3].samples[0].1, 0.0);
+    }
+
+    #[test]
+    fn the_sysfs_meaning_of_netlink_attributes() {
+        let mut l = Link {
+            index: 7,
+            flags: 0x1002, // not IFF_UP
+            carrier: Some(1),
+            txqlen: Some(u32::MAX),
+            operstate: Some(9),
+            address: Some(vec![0x02, 0xAB, 0, 0x0f]),
+            ..Link::default()
+        };
+        assert_eq!(number_from_link(&l, "carrier"), Some(None));
+        assert_eq!(number_from_link(&l, "iflink"), Some(Some(7)));
+        assert_eq!(number_from_link(&l, "tx_queue_len"), Some(Some(-1)));
+        assert_eq!(number_from_link(&l, "mtu"), None);
+        assert_eq!(number_from_link(&l, "flags"), None);
+        l.flags |= IFF_UP;
+        l.link = Some(3);
+        assert_eq!(number_from_link(&l, "carrier"), Some(Some(1)));
+        assert_eq!(number_from_link(&l, "iflink"), Some(Some(3)));
+        assert_eq!(mac(l.address.as_deref().unwrap()), "02:ab:00:0f");
+        assert_eq!(mac(&[]), "");
+        assert_eq!(OPERSTATES.get(9), None);
+        assert_eq!(OPERSTATES[6], "up");
+    }
+
+    fn real_sysfs() -> Paths {
+        crate::collect::node::testing::paths(Path::new("/"), Path::new("/sys"))
+    }
+
+    /// On this machine's /sys (this process's namespace) the netlink way is taken and gives
+    /// what sysfs alone gives. Interfaces that come or go between the reads are retried.
+    #[test]
+    fn netlink_and_sysfs_agree_here() {
+        let p = real_sysfs();
+        let mut last = None;
+        for _ in 0..5 {
+            let (nl, source) = read_via(&p, true).unwrap();
+            let (fs, _) = read_via(&p, false).unwrap();
+            if source == Source::Netlink && nl == fs {
+                assert!(nl.iter().any(|f| f.name == "node_network_info"));
+                return;
+            }
+            last = Some((source, nl, fs));
+        }
+        let (source, nl, fs) = last.unwrap();
+        assert_eq!(source, Source::Netlink);
+        assert_eq!(nl, fs);
+    }
+
+    /// A tree with this namespace's names is taken for it only with the same indexes; then
+    /// what netlink does not carry (`flags`) is the tree's, and what it carries (`mtu`) is not.
+    #[test]
+    fn another_namespace_with_the_same_names_is_read_from_sysfs() {
+        let links = rtnetlink::links().unwrap();
+        for shift in [1000, 0] {
+            let root = tempfile::tempdir().unwrap();
+            let net = root.path().join("class/net");
+            for l in &links {
+                let index = (l.index + shift).to_string();
+                write(
+                    &net.join(&l.name),
+                    &[("ifindex", &index), ("flags", "0x99"), ("mtu", "77")],
+                );
+            }
+            let (f, source) = read_via(&paths(root.path()), true).unwrap();
+            let family = |n: &str| f.iter().find(|f| f.name == n).unwrap();
+            assert_eq!(family("node_network_flags").samples[0].1, 153.0);
+            if shift == 0 {
+                assert_eq!(source, Source::Netlink);
+                assert!(family("node_network_mtu_bytes")
+                    .samples
+                    .iter()
+                    .all(|s| s.1 != 77.0));
+            } else {
+                assert_eq!(source, Source::Sysfs);
+                assert_eq!(family("node_network_mtu_bytes").samples[0].1, 77.0);
+            }
+        }
     }
 
     #[test]
