@@ -10,13 +10,18 @@
 //! A sysfs read costs an open, a read and a close per attribute, so when `class/net` shows
 //! this process's own network namespace, what rtnetlink carries comes from one `RTM_GETLINK`
 //! dump instead (as the kernel's net-sysfs.c shows it), and sysfs is read only for the rest
-//! (`flags`, `addr_assign_type`, `name_assign_type`, `dev_id`, `dormant`, `speed`, `duplex`)
-//! and each interface's `ifindex`. It is the same namespace when both list the same names with
-//! the same indexes; otherwise (a fixture tree, a host's /sys mounted into a container on its
-//! own network) or on any netlink error, every attribute is read from sysfs.
+//! (`flags`, `addr_assign_type`, `speed`, `duplex`; `name_assign_type`, `dev_id` and `ifindex`
+//! once per interface). It is the same namespace when both list the same names with the same
+//! indexes; otherwise (a fixture tree, a host's /sys mounted into a container on its own network)
+//! or on any netlink error, every attribute is read from sysfs.
+//!
+//! An interface's `dev_id` and `name_assign_type` never change while it keeps its name and
+//! index (a rename sets `name_assign_type`, under the new name), so they and the index check are
+//! read the first time an interface (name and index) is seen, and remembered while it stays.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 
 use super::node::{AttrDir, NodeError};
 use super::rtnetlink::{self, Link};
@@ -139,6 +144,22 @@ pub fn read_via(paths: &Paths, netlink: bool) -> Result<(Vec<Family>, Source), N
     Ok((families(&ifaces), Source::Sysfs))
 }
 
+/// What sysfs says of an interface that cannot change while it keeps its name and index, read
+/// once; its index was checked against sysfs then.
+#[derive(Debug, Clone, Copy)]
+struct Fixed {
+    dev_id: Option<i64>,
+    name_assign_type: Option<i64>,
+}
+
+/// A `class/net` directory, an interface name and its index.
+type IfaceKey = (PathBuf, String, i32);
+
+/// [`Fixed`] by `class/net` directory, interface name and index: the interfaces of the last
+/// read through rtnetlink (those no longer listed are forgotten each read).
+static KNOWN: LazyLock<Mutex<HashMap<IfaceKey, Fixed>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
 /// The interfaces `names` of `dir` from `links` and sysfs; None unless the links are exactly
 /// these interfaces (same names, same indexes), i.e. `dir` shows this network namespace.
 fn read_with_links(
@@ -151,6 +172,8 @@ fn read_with_links(
     if by_name.len() != names.len() {
         return Ok(None);
     }
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen: HashMap<IfaceKey, Fixed> = HashMap::with_capacity(names.len());
     let mut ifaces = Vec::with_capacity(names.len());
     for name in names {
         let Some(link) = by_name.remove(name) else {
@@ -168,12 +191,27 @@ fn read_with_links(
                 )))
             }
         };
-        let ifindex = attr_in(&attrs, "ifindex")?.as_deref().and_then(parse_int);
-        if ifindex != Some(i64::from(link.index)) {
-            return Ok(None);
-        }
-        ifaces.push(iface_from_link(name, &attrs, &link)?);
+        let key = (dir.to_path_buf(), name.clone(), link.index);
+        let fixed = match known.get(&key) {
+            Some(f) => *f,
+            None => {
+                let ifindex = attr_in(&attrs, "ifindex")?.as_deref().and_then(parse_int);
+                if ifindex != Some(i64::from(link.index)) {
+                    return Ok(None);
+                }
+                Fixed {
+                    dev_id: attr_in(&attrs, "dev_id")?.as_deref().and_then(parse_int),
+                    name_assign_type: attr_in(&attrs, "name_assign_type")?
+                        .as_deref()
+                        .and_then(parse_int),
+                }
+            }
+        };
+        ifaces.push(iface_from_link(name, &attrs, &link, fixed)?);
+        seen.insert(key, fixed);
     }
+    known.retain(|(d, _, _), _| d != dir);
+    known.extend(seen);
     Ok(Some(ifaces))
 }
 
@@ -197,6 +235,8 @@ fn mac(bytes: &[u8]) -> String {
 /// IFF_UP, which the kernel sets with __LINK_STATE_START (netif_running(), the test of the
 /// sysfs `carrier` file) once the device has opened and clears with it on close.
 const IFF_UP: u32 = 1;
+/// IFF_DORMANT, set in the link's flags only while the device runs (dev_get_flags()).
+const IFF_DORMANT: u32 = 0x20000;
 
 /// The sysfs file `file` as the link gives it; None when netlink does not carry it (read the
 /// file), Some(None) when sysfs refuses it. net-sysfs.c prints these with `%d`, so an unsigned
@@ -215,7 +255,8 @@ fn number_from_link(l: &Link, file: &str) -> Option<Option<i64>> {
         "carrier_changes" => l.carrier_changes.map(d),
         "carrier_up_count" => l.carrier_up.map(d),
         "carrier_down_count" => l.carrier_down.map(d),
-        // EINVAL unless the device is running.
+        // Both EINVAL unless the device is running.
+        "dormant" => Some((l.flags & IFF_UP != 0).then_some(i64::from(l.flags & IFF_DORMANT != 0))),
         "carrier" => l
             .carrier
             .map(|c| (l.flags & IFF_UP != 0).then_some(i64::from(c != 0))),
@@ -224,12 +265,19 @@ fn number_from_link(l: &Link, file: &str) -> Option<Option<i64>> {
 }
 
 /// One interface from its link and, for the rest, its open sysfs directory.
-fn iface_from_link(device: &str, dir: &AttrDir, l: &Link) -> Result<Iface, NodeError> {
+fn iface_from_link(
+    device: &str,
+    dir: &AttrDir,
+    l: &Link,
+    fixed: Fixed,
+) -> Result<Iface, NodeError> {
     let mut numbers = Vec::with_capacity(NUMERIC.len());
     for (_, file, _) in NUMERIC {
-        numbers.push(match number_from_link(l, file) {
-            Some(v) => v,
-            None => attr_in(dir, file)?.as_deref().and_then(parse_int),
+        numbers.push(match (number_from_link(l, file), *file) {
+            (Some(v), _) => v,
+            (None, "dev_id") => fixed.dev_id,
+            (None, "name_assign_type") => fixed.name_assign_type,
+            (None, _) => attr_in(dir, file)?.as_deref().and_then(parse_int),
         });
     }
     let operstate = match l.operstate {
