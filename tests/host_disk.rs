@@ -421,19 +421,9 @@ fn agrees_with_live_node_exporter() {
     );
     let first = support::wait_until(Duration::from_secs(10), || scrape(&addr))
         .unwrap_or_else(|| panic!("node_exporter did not answer on {addr}"));
-    let ours = Command::new(support::lookout_bin())
-        .args(["once", "--collector.disable-defaults", "--collector.host"])
-        .env("LOOKOUT_LOG", "warn")
-        .output()
-        .expect("run lookout once");
-    assert!(
-        ours.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ours.stderr)
-    );
+    let ours = support::lookout_once(&["--collector.disable-defaults", "--collector.host"]);
     let second = scrape(&addr).expect("node_exporter's second scrape");
 
-    let ours = String::from_utf8(ours.stdout).unwrap();
     let (our_help, their_help) = (helps(&ours), helps(&first));
     let ours = parse(&ours);
     let (first_f, second_f) = (parse(&first), parse(&second));

@@ -502,18 +502,9 @@ fn agrees_with_live_node_exporter() {
             .filter(|body| body.contains("node_scrape_collector_success"))
     })
     .unwrap_or_else(|| panic!("node_exporter did not answer on {addr}"));
-    let ours = Command::new(support::lookout_bin())
-        .args(["once", "--collector.disable-defaults"])
-        .args(&collector_flags)
-        .env("LOOKOUT_LOG", "warn")
-        .output()
-        .expect("run lookout once");
-    assert!(
-        ours.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ours.stderr)
-    );
-    let ours = String::from_utf8(ours.stdout).unwrap();
+    let mut args = vec!["--collector.disable-defaults".to_string()];
+    args.extend(collector_flags.iter().cloned());
+    let ours = support::lookout_once(&args);
 
     let (theirs, ours) = (parse(&theirs), parse(&ours));
     let mut compared = 0;
@@ -592,23 +583,12 @@ fn each_collector_has_its_flags() {
     }
     // --no-collector.<name> after --collector.<name> turns it off again; disable-defaults
     // leaves only those named.
-    let out = Command::new(support::lookout_bin())
-        .args([
-            "once",
-            "--collector.disable-defaults",
-            "--collector.stat",
-            "--collector.filefd",
-            "--no-collector.stat",
-        ])
-        .env("LOOKOUT_LOG", "warn")
-        .output()
-        .expect("lookout once");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = support::lookout_once(&[
+        "--collector.disable-defaults",
+        "--collector.stat",
+        "--collector.filefd",
+        "--no-collector.stat",
+    ]);
     assert!(text.contains("\nnode_filefd_maximum "), "{text}");
     assert!(!text.contains("node_forks_total"), "{text}");
     assert!(!text.contains("node_cpu_seconds_total"), "host is off");

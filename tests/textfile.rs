@@ -316,22 +316,11 @@ fn agrees_with_node_exporter_on_the_same_directory() {
             .filter(|body| body.contains("node_textfile_scrape_error"))
     })
     .unwrap_or_else(|| panic!("node_exporter did not answer on {addr}"));
-    let ours = Command::new(support::lookout_bin())
-        .args([
-            "once",
-            "--collector.disable-defaults",
-            "--collector.textfile",
-            &dir_flag,
-        ])
-        .env("LOOKOUT_LOG", "error")
-        .output()
-        .expect("lookout once");
-    assert!(
-        ours.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ours.stderr)
-    );
-    let ours = String::from_utf8(ours.stdout).unwrap();
+    let ours = support::lookout_once(&[
+        "--collector.disable-defaults",
+        "--collector.textfile",
+        &dir_flag,
+    ]);
     assert_files_series(&ours);
     assert_files_series(&theirs);
 

@@ -295,6 +295,22 @@ pub fn lookout_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lookout"))
 }
 
+/// `lookout once ARGS` (log level warn): its exposition; a failure shows lookout's stderr.
+pub fn lookout_once<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = std::process::Command::new(lookout_bin())
+        .arg("once")
+        .args(args)
+        .env("LOOKOUT_LOG", "warn")
+        .output()
+        .expect("run lookout once");
+    assert!(
+        out.status.success(),
+        "lookout once failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("lookout once writes UTF-8")
+}
+
 /// A `lookout run` process on a free loopback port, killed when dropped.
 pub struct Lookout {
     pub addr: String,
