@@ -7,8 +7,7 @@
 
 use std::path::Path;
 
-use super::node::{parse_number, read_file, NodeError};
-use super::thermal_zone::numbered;
+use super::node::{numbered, parse_number, read_file, NodeError};
 use crate::config::Paths;
 use crate::exposition::Kind;
 use crate::snapshot::Family;

@@ -15,8 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use super::node::NodeError;
-use super::thermal_zone::numbered;
+use super::node::{numbered, NodeError};
 use crate::config::Paths;
 use crate::exposition::Kind;
 use crate::snapshot::Family;

@@ -108,6 +108,34 @@ impl Collector for NodeCollector {
     }
 }
 
+/// The entries `<prefix><N>` of `dir`, by N: (N, path). None when `dir` does not exist.
+pub(crate) fn numbered(
+    dir: &Path,
+    prefix: &str,
+) -> Result<Vec<(String, std::path::PathBuf)>, NodeError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(NodeError::Failed(format!(
+                "cannot read {}: {e}",
+                dir.display()
+            )))
+        }
+    };
+    let mut out: Vec<(u64, String, std::path::PathBuf)> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let n = name.strip_prefix(prefix)?;
+            let num: u64 = n.parse().ok()?;
+            Some((num, n.to_string(), e.path()))
+        })
+        .collect();
+    out.sort();
+    Ok(out.into_iter().map(|(_, n, p)| (n, p)).collect())
+}
+
 /// The whole of a file that must be there: a failure naming the file otherwise.
 pub(crate) fn read_file(path: &Path) -> Result<String, NodeError> {
     std::fs::read_to_string(path)

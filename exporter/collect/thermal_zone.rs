@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::node::{parse_error, NodeError};
+use super::node::{numbered, parse_error, NodeError};
 use crate::config::Paths;
 use crate::exposition::Kind;
 use crate::snapshot::Family;
@@ -56,34 +56,6 @@ pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
         )));
     }
     Ok(families(&zones, &devices))
-}
-
-/// The entries `<prefix><N>` of `dir`, by N: (N, path). None when `dir` does not exist.
-pub(crate) fn numbered(
-    dir: &Path,
-    prefix: &str,
-) -> Result<Vec<(String, std::path::PathBuf)>, NodeError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(NodeError::Failed(format!(
-                "cannot read {}: {e}",
-                dir.display()
-            )))
-        }
-    };
-    let mut out: Vec<(u64, String, std::path::PathBuf)> = entries
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let name = e.file_name().into_string().ok()?;
-            let n = name.strip_prefix(prefix)?;
-            let num: u64 = n.parse().ok()?;
-            Some((num, n.to_string(), e.path()))
-        })
-        .collect();
-    out.sort();
-    Ok(out.into_iter().map(|(_, n, p)| (n, p)).collect())
 }
 
 /// A sysfs attribute, trimmed; None when it cannot be read.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::node::{read_file, NodeError};
+use super::node::{numbered, read_file, NodeError};
 use crate::config::Paths;
 use crate::exposition::Kind;
 use crate::snapshot::Family;
@@ -66,25 +66,6 @@ pub fn local_zone(t: i64) -> (String, i64) {
 /// The clocksource families from `dir` (`<sysfs>/devices/system/clocksource`): none where it
 /// is absent; an unreadable `clocksource<N>` is an error naming its file.
 pub fn clocksources(dir: &Path) -> Result<Vec<Family>, NodeError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(NodeError::Failed(format!(
-                "cannot read {}: {e}",
-                dir.display()
-            )))
-        }
-    };
-    let mut devices: Vec<(u64, String)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let n = name.strip_prefix("clocksource")?.parse::<u64>().ok()?;
-            Some((n, name))
-        })
-        .collect();
-    devices.sort();
     let mut available = Family::new(
         "node_time_clocksource_available_info",
         "Available clocksources read from '/sys/devices/system/clocksource'.",
@@ -95,9 +76,7 @@ pub fn clocksources(dir: &Path) -> Result<Vec<Family>, NodeError> {
         "Current clocksource read from '/sys/devices/system/clocksource'.",
         Kind::Gauge,
     );
-    for (n, name) in devices {
-        let device = n.to_string();
-        let base = dir.join(name);
+    for (device, base) in numbered(dir, "clocksource")? {
         for source in read_file(&base.join("available_clocksource"))?.split_ascii_whitespace() {
             available.push(&[("clocksource", source), ("device", &device)], 1.0);
         }
