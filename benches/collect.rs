@@ -391,21 +391,25 @@ fn host_vs_node_exporter(iterations: u32) {
         .iter()
         .filter_map(|n| NodeCollector::new(n, &config.paths))
         .collect();
-    let once = || {
-        let (stats, _) = host.read();
+    // One collection: what the host, disk and node_exporter-style collectors read.
+    let collect = || {
         let mut node = Vec::new();
         for c in &nodes {
             if let Ok(f) = c.read() {
                 node.extend(f);
             }
         }
-        let snap = Snapshot {
-            host: Some(Box::new(stats)),
+        Snapshot {
+            host: Some(Box::new(host.read().0)),
             filesystems: disk.read().unwrap_or_default(),
             node,
             ..Default::default()
-        };
-        let text = render_host_disk(&snap, Format::Text) + &render_node(&snap, Format::Text);
+        }
+    };
+    let encode =
+        |snap: &Snapshot| render_host_disk(snap, Format::Text) + &render_node(snap, Format::Text);
+    let once = || {
+        let text = encode(&collect());
         text.lines().filter(|l| !l.starts_with('#')).count()
     };
     let samples = once();
@@ -446,26 +450,8 @@ fn host_vs_node_exporter(iterations: u32) {
         cost(&|| disk.read().map(|f| f.len()).unwrap_or(0)),
         "(disk)",
     ));
-    let snap = {
-        let mut node = Vec::new();
-        for c in &nodes {
-            if let Ok(f) = c.read() {
-                node.extend(f);
-            }
-        }
-        Snapshot {
-            host: Some(Box::new(host.read().0)),
-            filesystems: disk.read().unwrap_or_default(),
-            node,
-            ..Default::default()
-        }
-    };
-    each.push((
-        cost(&|| {
-            render_host_disk(&snap, Format::Text).len() + render_node(&snap, Format::Text).len()
-        }),
-        "(encoding)",
-    ));
+    let snap = collect();
+    each.push((cost(&|| encode(&snap).len()), "(encoding)"));
     each.sort_by(|a, b| b.0.total_cmp(&a.0));
     let each: Vec<String> = each.iter().map(|(us, n)| format!("{n} {us:.0}")).collect();
     println!("  read alone, µs CPU: {}", each.join(", "));
