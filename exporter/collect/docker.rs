@@ -650,4 +650,28 @@ mod tests {
         s.upsert(info("c1", now - 10.0), now);
         assert_eq!(s.view()[0].recent_starts.len(), 3);
     }
+
+    /// Start times come back from the saved file bit for bit: a start time that reads back
+    /// one ulp early would count a restart that never happened (CI caught this once).
+    #[test]
+    fn saved_start_times_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::at(dir.path());
+        let now = 1796069571.4363937_f64;
+        let started = |i: u32| now - f64::from(i) * 0.000_123_7;
+        {
+            let s = DockerState::with_facts(NameFilter::all(), &sd);
+            for i in 0..2000 {
+                s.upsert(info(&format!("c{i}"), started(i)), now);
+            }
+            s.save_facts(&sd);
+        }
+        let s = DockerState::with_facts(NameFilter::all(), &sd);
+        for i in 0..2000 {
+            s.upsert(info(&format!("c{i}"), started(i)), now);
+        }
+        for c in s.view().iter() {
+            assert!(c.recent_starts.is_empty(), "{}: {:?}", c.id, c.started_at);
+        }
+    }
 }
