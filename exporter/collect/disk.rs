@@ -1,19 +1,19 @@
 //! The disk collector: size, free space and inodes of each mounted filesystem, as
 //! node_exporter's `filesystem` collector reports them (`node_filesystem_*`).
 //!
-//! A hung mount (a dead NFS server, a stuck FUSE daemon) must never block a scrape: each
-//! `statfs` runs on its own thread and is waited for at most `statfs_timeout`. A mount whose call
-//! did not answer is reported with `device_error=1` and no sizes, and is not asked again until
-//! that call returns: the stuck thread's handle is kept (node_exporter's `stuckMounts`), so a
-//! hung mount costs one blocked thread, not one more every cycle.
+//! A hung mount (a dead NFS server, a stuck FUSE daemon) must never block a scrape: the
+//! `statfs` calls run on a few worker threads, kept between cycles (node_exporter's
+//! `stat-workers`), and are waited for at most `statfs_timeout`. A mount whose call did not
+//! answer is reported with `device_error=1` and no sizes, and is not asked again until that call
+//! returns (node_exporter's `stuckMounts`): a hung mount holds one blocked thread, not one more
+//! every cycle, and another worker takes the hung one's place.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
@@ -22,8 +22,11 @@ use super::{CollectError, CollectFuture, Collector};
 use crate::config::{DiskConfig, Paths};
 use crate::snapshot::{Filesystem, Part};
 
-/// Stack of a statfs thread: it only makes one system call.
+/// Stack of a statfs worker: it only makes one system call at a time.
 const STATFS_STACK: usize = 64 * 1024;
+/// Workers that call `statfs` at once, and the most kept idle between cycles (node_exporter's
+/// `--collector.filesystem.stat-workers` default).
+const STATFS_WORKERS: usize = 4;
 
 /// Why the mounts could not be listed.
 #[derive(Debug, thiserror::Error)]
@@ -103,10 +106,10 @@ pub struct DiskCollector {
     mount_points_exclude: Regex,
     fs_types_exclude: Regex,
     timeout: Duration,
-    statfs: Arc<dyn Statfs>,
-    /// Mount points whose statfs outlived the timeout, with the thread still inside it. They
-    /// are skipped (reported `device_error=1`) until that thread finishes.
-    stuck: Mutex<HashMap<String, JoinHandle<()>>>,
+    workers: Workers,
+    /// Mount points whose statfs outlived the timeout and has not returned yet: skipped
+    /// (reported `device_error=1`) until it does.
+    stuck: Mutex<HashSet<String>>,
 }
 
 impl DiskCollector {
@@ -123,8 +126,8 @@ impl DiskCollector {
             mount_points_exclude: config.mount_points_exclude.clone(),
             fs_types_exclude: config.fs_types_exclude.clone(),
             timeout: config.statfs_timeout,
-            statfs,
-            stuck: Mutex::new(HashMap::new()),
+            workers: Workers::new(statfs),
+            stuck: Mutex::new(HashSet::new()),
         }
     }
 
@@ -172,47 +175,44 @@ impl DiskCollector {
                 ..Default::default()
             })
             .collect();
-        let mut stuck = self.stuck.lock().unwrap_or_else(|e| e.into_inner());
-        stuck.retain(|mountpoint, h| {
-            let returned = h.is_finished();
-            if returned {
-                tracing::info!(%mountpoint, "statfs returned; monitoring the mount again");
-            }
-            !returned
-        });
         let (tx, rx) = mpsc::channel();
-        let mut pending: Vec<Option<JoinHandle<()>>> = Vec::with_capacity(mounts.len());
-        for (i, m) in mounts.iter().enumerate() {
-            pending.push(None);
-            if stuck.contains_key(&m.mountpoint) {
-                continue;
-            }
-            let path = host_path(&self.rootfs, &m.mountpoint);
-            let statfs = self.statfs.clone();
-            let tx = tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name("lookout-statfs".into())
-                .stack_size(STATFS_STACK)
-                .spawn(move || {
-                    let r = statfs.statfs(&path);
-                    let _ = tx.send((i, r));
-                });
-            match spawned {
-                Ok(h) => pending[i] = Some(h),
-                Err(error) => {
-                    tracing::warn!(mountpoint = %m.mountpoint, %error, "cannot start a statfs thread")
+        let mut stuck = self.stuck.lock().unwrap_or_else(|e| e.into_inner());
+        let mut asked = vec![false; mounts.len()];
+        let mut waiting = 0;
+        {
+            let mut pool = self.workers.begin_cycle();
+            stuck.retain(|mountpoint| {
+                let returned = !pool.running.contains(mountpoint);
+                if returned {
+                    tracing::info!(%mountpoint, "statfs returned; monitoring the mount again");
                 }
+                !returned
+            });
+            for (i, m) in mounts.iter().enumerate() {
+                if stuck.contains(&m.mountpoint) {
+                    continue;
+                }
+                let cycle = pool.cycle;
+                pool.queue.push_back(Job {
+                    cycle,
+                    index: i,
+                    mountpoint: m.mountpoint.clone(),
+                    path: host_path(&self.rootfs, &m.mountpoint),
+                    reply: tx.clone(),
+                });
+                asked[i] = true;
+                waiting += 1;
             }
+            self.workers.staff(&mut pool);
         }
         drop(tx);
-        let mut waiting = pending.iter().filter(|p| p.is_some()).count();
         while waiting > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok((i, result)) = rx.recv_timeout(left) else {
                 break;
             };
             waiting -= 1;
-            pending[i] = None;
+            asked[i] = false;
             let fs = &mut out[i];
             match result {
                 Ok(s) => {
@@ -229,16 +229,19 @@ impl DiskCollector {
                 }
             }
         }
-        for (i, handle) in pending.into_iter().enumerate() {
-            // A thread that ended without answering (a panicking statfs) is not stuck.
-            if let Some(h) = handle.filter(|h| !h.is_finished()) {
-                let mountpoint = &mounts[i].mountpoint;
-                tracing::warn!(
-                    %mountpoint,
-                    timeout = ?self.timeout,
-                    "statfs did not answer in time; the mount is reported as device_error and skipped until the call returns"
-                );
-                stuck.insert(mountpoint.clone(), h);
+        if waiting > 0 {
+            // Calls still queued are dropped (every worker was busy); a call running is stuck.
+            let mut pool = self.workers.lock();
+            pool.queue.clear();
+            for (i, m) in mounts.iter().enumerate() {
+                if asked[i] && pool.running.contains(&m.mountpoint) {
+                    tracing::warn!(
+                        mountpoint = %m.mountpoint,
+                        timeout = ?self.timeout,
+                        "statfs did not answer in time; the mount is reported as device_error and skipped until the call returns"
+                    );
+                    stuck.insert(m.mountpoint.clone());
+                }
             }
         }
         out
@@ -258,6 +261,126 @@ impl Collector for DiskCollector {
                 .map(Part::Disk)
                 .map_err(|e| CollectError::failed(e.to_string()))
         })
+    }
+}
+
+/// One statfs call asked for by a cycle.
+struct Job {
+    cycle: u64,
+    /// The mount's place in the cycle's list.
+    index: usize,
+    mountpoint: String,
+    path: PathBuf,
+    reply: mpsc::Sender<(usize, io::Result<FsStats>)>,
+}
+
+/// What the cycles and the workers share, under one lock.
+struct Pool {
+    /// The current cycle: a job of an earlier one is dropped, not run.
+    cycle: u64,
+    queue: VecDeque<Job>,
+    /// Mount points whose call is running now (a stuck one stays here until it returns).
+    running: HashSet<String>,
+    /// Worker threads alive, those inside a call included.
+    threads: usize,
+    /// Set when the collector is dropped: idle workers end.
+    closed: bool,
+}
+
+/// The statfs worker threads, kept between cycles so that a cycle does not start one thread per
+/// mount. A worker inside a hung call is replaced, not waited for.
+struct Workers {
+    shared: Arc<(Mutex<Pool>, Condvar)>,
+    statfs: Arc<dyn Statfs>,
+}
+
+impl Workers {
+    fn new(statfs: Arc<dyn Statfs>) -> Workers {
+        let pool = Pool {
+            cycle: 0,
+            queue: VecDeque::new(),
+            running: HashSet::new(),
+            threads: 0,
+            closed: false,
+        };
+        Workers {
+            shared: Arc::new((Mutex::new(pool), Condvar::new())),
+            statfs,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pool, with a new cycle begun: what is left queued from an earlier cycle is dropped.
+    fn begin_cycle(&self) -> MutexGuard<'_, Pool> {
+        let mut pool = self.lock();
+        pool.cycle += 1;
+        pool.queue.clear();
+        pool
+    }
+
+    /// Enough idle workers for the queued calls (at most [`STATFS_WORKERS`]), then wake them.
+    fn staff(&self, pool: &mut Pool) {
+        let idle = pool.threads.saturating_sub(pool.running.len());
+        let wanted = pool.queue.len().min(STATFS_WORKERS);
+        for _ in idle..wanted {
+            let shared = self.shared.clone();
+            let statfs = self.statfs.clone();
+            let spawned = std::thread::Builder::new()
+                .name("lookout-statfs".into())
+                .stack_size(STATFS_STACK)
+                .spawn(move || work(&shared, &*statfs));
+            match spawned {
+                Ok(_) => pool.threads += 1,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start a statfs worker");
+                    break;
+                }
+            }
+        }
+        self.shared.1.notify_all();
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        let mut pool = self.lock();
+        pool.closed = true;
+        pool.queue.clear();
+        self.shared.1.notify_all();
+    }
+}
+
+/// A worker: takes the current cycle's calls one at a time; ends when the collector is gone or
+/// when more than [`STATFS_WORKERS`] would be left idle (a stuck call that finally returned).
+fn work(shared: &(Mutex<Pool>, Condvar), statfs: &dyn Statfs) {
+    let (lock, wake) = shared;
+    let mut pool = lock.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let idle = pool.threads - pool.running.len();
+        if pool.closed || idle > STATFS_WORKERS {
+            pool.threads -= 1;
+            return;
+        }
+        let Some(job) = pool.queue.pop_front() else {
+            pool = wake.wait(pool).unwrap_or_else(|e| e.into_inner());
+            continue;
+        };
+        if job.cycle != pool.cycle || !pool.running.insert(job.mountpoint.clone()) {
+            continue;
+        }
+        drop(pool);
+        // A panicking statfs (a test's) answers an error and leaves the worker alive.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            statfs.statfs(&job.path)
+        }))
+        .unwrap_or_else(|_| Err(io::Error::other("statfs panicked")));
+        // Done before answering: the next cycle, begun on that answer, may ask this mount again.
+        pool = lock.lock().unwrap_or_else(|e| e.into_inner());
+        pool.running.remove(&job.mountpoint);
+        let _ = job.reply.send((job.index, result));
     }
 }
 
@@ -382,6 +505,88 @@ mod tests {
             PathBuf::from("/host/var/lib")
         );
         assert_eq!(host_path(Path::new("/host"), "/"), PathBuf::from("/host/"));
+    }
+
+    /// Blocks the calls on `/hang*` until opened; answers the others at once.
+    struct Gate(Mutex<bool>, Condvar);
+
+    impl Statfs for Arc<Gate> {
+        fn statfs(&self, path: &Path) -> io::Result<FsStats> {
+            if path.to_string_lossy().contains("/hang") {
+                let open = self.0.lock().unwrap();
+                drop(self.1.wait_while(open, |open| !*open).unwrap());
+            }
+            Ok(FsStats {
+                size_bytes: 1,
+                ..Default::default()
+            })
+        }
+    }
+
+    fn threads(shared: &(Mutex<Pool>, Condvar)) -> usize {
+        shared.0.lock().unwrap().threads
+    }
+
+    fn settles(shared: &(Mutex<Pool>, Condvar), want: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while threads(shared) != want {
+            assert!(Instant::now() < deadline, "{} workers, not {want}", threads(shared));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The workers are kept between cycles; a hung call's worker is replaced, so the other
+    /// mounts are still answered; the extra workers end once the calls return, and all of them
+    /// when the collector goes.
+    #[test]
+    fn workers_are_kept_and_hung_ones_replaced() {
+        let paths = Paths {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            rootfs: "/".into(),
+        };
+        let config = DiskConfig {
+            enabled: true,
+            mount_points_exclude: Regex::new("^$").unwrap(),
+            fs_types_exclude: Regex::new("^$").unwrap(),
+            statfs_timeout: Duration::from_millis(200),
+        };
+        let gate = Arc::new(Gate(Mutex::new(false), Condvar::new()));
+        let disk = DiskCollector::with_statfs(&paths, &config, Arc::new(gate.clone()));
+        let shared = disk.workers.shared.clone();
+        let mounts: Vec<Mount> = ["/hang1", "/hang2", "/hang3", "/hang4", "/hang5", "/a", "/b"]
+            .iter()
+            .map(|p| Mount {
+                device: "dev".into(),
+                mountpoint: p.to_string(),
+                fstype: "ext4".into(),
+                options: "rw".into(),
+            })
+            .collect();
+        let answered = |fs: &[Filesystem]| -> Vec<String> {
+            fs.iter()
+                .filter(|f| !f.device_error)
+                .map(|f| f.mountpoint.clone())
+                .collect()
+        };
+        // Every worker is taken by a hung call: nothing else is answered this cycle.
+        assert!(answered(&disk.stat_all(&mounts)).is_empty());
+        assert_eq!(threads(&shared), STATFS_WORKERS);
+        // The four stuck mounts are skipped; new workers answer the rest (one more hangs).
+        assert_eq!(answered(&disk.stat_all(&mounts)), ["/a", "/b"]);
+        assert_eq!(threads(&shared), STATFS_WORKERS + 3);
+        for _ in 0..5 {
+            assert_eq!(answered(&disk.stat_all(&mounts)), ["/a", "/b"]);
+        }
+        assert_eq!(threads(&shared), STATFS_WORKERS + 3, "no worker per cycle");
+        // The calls return: the mounts are answered again and the extra workers end.
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        settles(&shared, STATFS_WORKERS);
+        assert_eq!(answered(&disk.stat_all(&mounts)).len(), mounts.len());
+        assert_eq!(threads(&shared), STATFS_WORKERS);
+        drop(disk);
+        settles(&shared, 0);
     }
 
     #[test]
