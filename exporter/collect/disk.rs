@@ -10,9 +10,12 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ffi::CString;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -107,6 +110,10 @@ pub struct DiskCollector {
     fs_types_exclude: Regex,
     timeout: Duration,
     workers: Workers,
+    /// The mount table last read, kept open to learn when it changes.
+    table: Mutex<Option<MountTable>>,
+    /// How many times the mount table was read and parsed (tests).
+    table_reads: AtomicU64,
     /// Mount points whose statfs outlived the timeout and has not returned yet: skipped
     /// (reported `device_error=1`) until it does.
     stuck: Mutex<HashSet<String>>,
@@ -127,6 +134,8 @@ impl DiskCollector {
             fs_types_exclude: config.fs_types_exclude.clone(),
             timeout: config.statfs_timeout,
             workers: Workers::new(statfs),
+            table: Mutex::new(None),
+            table_reads: AtomicU64::new(0),
             stuck: Mutex::new(HashSet::new()),
         }
     }
@@ -140,21 +149,46 @@ impl DiskCollector {
 
     /// The mounts to report: deduplicated (a mount point listed twice is the later mount, which
     /// hides the earlier), then filtered by the exclusions, sorted by mount point.
+    ///
+    /// A procfs mount table is read again only when the kernel says a mount came or went (it
+    /// is pollable: `POLLPRI`): making its text costs the kernel more than anything else here
+    /// once containers add their overlay mounts. Any other file (a fixture) is read each time.
     pub fn mounts(&self) -> Result<Vec<Mount>, DiskError> {
         let path = self.mounts_path();
-        let text =
-            std::fs::read_to_string(&path).map_err(|source| DiskError::Mounts { path, source })?;
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = table.as_ref().filter(|t| t.path == path && t.unchanged()) {
+            return Ok(t.mounts.clone());
+        }
+        *table = None;
+        let (file, text) = File::open(&path)
+            .and_then(|mut f| {
+                let mut text = String::new();
+                f.read_to_string(&mut text).map(|_| (f, text))
+            })
+            .map_err(|source| DiskError::Mounts {
+                path: path.clone(),
+                source,
+            })?;
+        self.table_reads.fetch_add(1, Ordering::Relaxed);
         let mut by_mountpoint = BTreeMap::new();
         for m in parse_mounts(&text, &self.rootfs) {
             by_mountpoint.insert(m.mountpoint.clone(), m);
         }
-        Ok(by_mountpoint
+        let mounts: Vec<Mount> = by_mountpoint
             .into_values()
             .filter(|m| {
                 !self.mount_points_exclude.is_match(&m.mountpoint)
                     && !self.fs_types_exclude.is_match(&m.fstype)
             })
-            .collect())
+            .collect();
+        if on_procfs(&file) {
+            *table = Some(MountTable {
+                path,
+                file,
+                mounts: mounts.clone(),
+            });
+        }
+        Ok(mounts)
     }
 
     /// One cycle (blocking, for at most about `statfs_timeout`).
@@ -261,6 +295,38 @@ impl Collector for DiskCollector {
                 .map(Part::Disk)
                 .map_err(|e| CollectError::failed(e.to_string()))
         })
+    }
+}
+
+/// A procfs mount table as last read, its file kept open: the kernel marks an open mounts file
+/// (`POLLERR | POLLPRI`) once the namespace's mounts change after it was opened or last polled.
+struct MountTable {
+    path: PathBuf,
+    file: File,
+    /// The mounts to report, as [`DiskCollector::mounts`] made them from that text.
+    mounts: Vec<Mount>,
+}
+
+impl MountTable {
+    /// No mount came or went since the text was read (a failed poll counts as a change).
+    fn unchanged(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, and a zero timeout: poll only looks.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        n >= 0 && fd.revents & (libc::POLLPRI | libc::POLLERR | libc::POLLNVAL) == 0
+    }
+}
+
+/// Whether the file is on procfs (whose mounts files are pollable), not a plain file.
+fn on_procfs(file: &File) -> bool {
+    // SAFETY: a valid fd, and `buf` is a plain struct fstatfs fills in.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::fstatfs(file.as_raw_fd(), &mut buf) == 0 && buf.f_type == libc::PROC_SUPER_MAGIC
     }
 }
 
@@ -373,10 +439,9 @@ fn work(shared: &(Mutex<Pool>, Condvar), statfs: &dyn Statfs) {
         }
         drop(pool);
         // A panicking statfs (a test's) answers an error and leaves the worker alive.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            statfs.statfs(&job.path)
-        }))
-        .unwrap_or_else(|_| Err(io::Error::other("statfs panicked")));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| statfs.statfs(&job.path)))
+                .unwrap_or_else(|_| Err(io::Error::other("statfs panicked")));
         // Done before answering: the next cycle, begun on that answer, may ask this mount again.
         pool = lock.lock().unwrap_or_else(|e| e.into_inner());
         pool.running.remove(&job.mountpoint);
@@ -530,7 +595,11 @@ mod tests {
     fn settles(shared: &(Mutex<Pool>, Condvar), want: usize) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while threads(shared) != want {
-            assert!(Instant::now() < deadline, "{} workers, not {want}", threads(shared));
+            assert!(
+                Instant::now() < deadline,
+                "{} workers, not {want}",
+                threads(shared)
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -587,6 +656,63 @@ mod tests {
         assert_eq!(threads(&shared), STATFS_WORKERS);
         drop(disk);
         settles(&shared, 0);
+    }
+
+    /// The host's mount table is read again when a mount comes or goes, and only then.
+    #[test]
+    fn the_mount_table_is_read_again_only_when_it_changes() {
+        let paths = Paths {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            rootfs: "/".into(),
+        };
+        let config = DiskConfig {
+            enabled: true,
+            mount_points_exclude: Regex::new("^/(dev|proc|sys)($|/)").unwrap(),
+            fs_types_exclude: Regex::new("^(proc|sysfs|cgroup2?)$").unwrap(),
+            statfs_timeout: Duration::from_secs(1),
+        };
+        let disk = DiskCollector::new(&paths, &config);
+        let first = disk.mounts().unwrap();
+        // Other processes (dockerd) may mount meanwhile: unchanged reads are seen at least once.
+        let quiet = (0..20).any(|_| {
+            let before = disk.table_reads.load(Ordering::Relaxed);
+            let again = disk.mounts().unwrap();
+            disk.table_reads.load(Ordering::Relaxed) == before && !again.is_empty()
+        });
+        assert!(quiet, "the mount table was read every time");
+        assert!(!first.is_empty());
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the mount and unmount half is left out");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let target = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
+        let has = |d: &DiskCollector| {
+            d.mounts()
+                .unwrap()
+                .iter()
+                .any(|m| Path::new(&m.mountpoint) == dir.path())
+        };
+        assert!(!has(&disk));
+        // SAFETY: NUL-terminated strings; a tmpfs on a fresh empty directory of this test.
+        let mounted = unsafe {
+            libc::mount(
+                c"lookout-test".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(mounted, 0, "{}", io::Error::last_os_error());
+        let seen = has(&disk);
+        // SAFETY: the mount made above.
+        let unmounted = unsafe { libc::umount(target.as_ptr()) };
+        assert!(seen, "a new mount was not seen");
+        assert_eq!(unmounted, 0, "{}", io::Error::last_os_error());
+        assert!(!has(&disk), "a mount gone is still listed");
     }
 
     #[test]
