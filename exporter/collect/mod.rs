@@ -21,6 +21,7 @@ pub mod disk;
 pub mod docker;
 pub mod edac;
 pub mod entropy;
+pub mod ethtool;
 pub mod filefd;
 pub mod fs_usage;
 pub mod gpu;

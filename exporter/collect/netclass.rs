@@ -8,21 +8,26 @@
 //! 1.5 exports -125000. Without `class/net` the collector is not available here.
 //!
 //! A sysfs read costs an open, a read and a close per attribute, so when `class/net` shows
-//! this process's own network namespace, what rtnetlink carries comes from one `RTM_GETLINK`
-//! dump instead (as the kernel's net-sysfs.c shows it), and sysfs is read only for the rest
-//! (`flags`, `addr_assign_type`, `speed`, `duplex`; `name_assign_type`, `dev_id` and `ifindex`
-//! once per interface). It is the same namespace when both list the same names with the same
-//! indexes; otherwise (a fixture tree, a host's /sys mounted into a container on its own network)
-//! or on any netlink error, every attribute is read from sysfs.
+//! this process's own network namespace, the attributes come from one `RTM_GETLINK` dump
+//! instead (as the kernel's net-sysfs.c shows them), `speed` and `duplex` from the ethtool
+//! ioctl (the same kernel call sysfs makes), and `flags` (dev->flags) from the link's flags and
+//! its promiscuity and allmulti counts (Linux 6.6 and later send both). It is the same namespace
+//! when both list the same names with the same indexes; otherwise (a fixture tree, a host's
+//! /sys mounted into a container on its own network) or on any netlink error, every attribute
+//! is read from sysfs.
 //!
-//! An interface's `dev_id` and `name_assign_type` never change while it keeps its name and
-//! index (a rename sets `name_assign_type`, under the new name), so they and the index check are
-//! read the first time an interface (name and index) is seen, and remembered while it stays.
+//! The first time an interface (name, index and address) is seen, sysfs is read for what
+//! netlink does not carry and cannot change meanwhile: `dev_id`, `name_assign_type` (a rename
+//! sets it, under the new name) and `addr_assign_type` (set with the address); and to check
+//! its index, its `flags` and its link settings against what the netlink and ethtool answers
+//! give. What agreed comes from them while the interface stays; what did not is read from
+//! sysfs every time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 
+use super::ethtool::{Ethtool, LinkSettings};
 use super::node::{AttrDir, NodeError};
 use super::rtnetlink::{self, Link};
 use crate::config::Paths;
@@ -144,21 +149,67 @@ pub fn read_via(paths: &Paths, netlink: bool) -> Result<(Vec<Family>, Source), N
     Ok((families(&ifaces), Source::Sysfs))
 }
 
-/// What sysfs says of an interface that cannot change while it keeps its name and index, read
-/// once; its index was checked against sysfs then.
-#[derive(Debug, Clone, Copy)]
+/// What sysfs says of an interface that cannot change while it keeps its name, index and
+/// address, read once; and whether the netlink and ethtool answers agreed with sysfs then.
+#[derive(Debug, Clone)]
 struct Fixed {
+    address: Option<Vec<u8>>,
     dev_id: Option<i64>,
     name_assign_type: Option<i64>,
+    addr_assign_type: Option<i64>,
+    /// [`sysfs_flags`] gave the `flags` file's value.
+    flags_from_link: bool,
+    /// The ethtool ioctl gave the `speed` and `duplex` files' values.
+    settings_from_ethtool: bool,
 }
 
 /// A `class/net` directory, an interface name and its index.
 type IfaceKey = (PathBuf, String, i32);
 
-/// [`Fixed`] by `class/net` directory, interface name and index: the interfaces of the last
-/// read through rtnetlink (those no longer listed are forgotten each read).
-static KNOWN: LazyLock<Mutex<HashMap<IfaceKey, Fixed>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// What the reads through rtnetlink keep between them.
+struct Kept {
+    /// [`Fixed`] of the interfaces of the last read (those no longer listed are forgotten).
+    known: HashMap<IfaceKey, Fixed>,
+    /// None until opened, or when it cannot be (sysfs answers then).
+    ethtool: Option<Ethtool>,
+}
+
+static KEPT: LazyLock<Mutex<Kept>> = LazyLock::new(|| {
+    Mutex::new(Kept {
+        known: HashMap::new(),
+        ethtool: None,
+    })
+});
+
+/// An interface's sysfs directory, opened at its first read.
+struct LazyDir {
+    path: PathBuf,
+    dir: Option<AttrDir>,
+}
+
+impl LazyDir {
+    /// The attribute `name` as [`attr_in`] reads it; None for every attribute once the
+    /// directory is gone.
+    fn read(&mut self, name: &str) -> Result<Option<String>, NodeError> {
+        if self.dir.is_none() {
+            match AttrDir::open(&self.path) {
+                Ok(d) => self.dir = Some(d),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => {
+                    return Err(NodeError::Failed(format!(
+                        "cannot open {}: {e}",
+                        self.path.display()
+                    )))
+                }
+            }
+        }
+        attr_in(self.dir.as_ref().unwrap(), name)
+    }
+
+    fn number(&mut self, name: &str) -> Result<Option<i64>, NodeError> {
+        Ok(self.read(name)?.as_deref().and_then(parse_int))
+    }
+}
 
 /// The interfaces `names` of `dir` from `links` and sysfs; None unless the links are exactly
 /// these interfaces (same names, same indexes), i.e. `dir` shows this network namespace.
@@ -172,42 +223,50 @@ fn read_with_links(
     if by_name.len() != names.len() {
         return Ok(None);
     }
-    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let Kept { known, ethtool } = &mut *kept;
+    if ethtool.is_none() {
+        *ethtool = Ethtool::open()
+            .inspect_err(|error| tracing::debug!(%error, "netclass: no ethtool socket"))
+            .ok();
+    }
     let mut seen: HashMap<IfaceKey, Fixed> = HashMap::with_capacity(names.len());
     let mut ifaces = Vec::with_capacity(names.len());
     for name in names {
         let Some(link) = by_name.remove(name) else {
             return Ok(None);
         };
-        let path = dir.join(name);
-        let attrs = match AttrDir::open(&path) {
-            Ok(d) => d,
-            // Removed since the listing: let sysfs alone tell.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(NodeError::Failed(format!(
-                    "cannot open {}: {e}",
-                    path.display()
-                )))
-            }
+        let mut attrs = LazyDir {
+            path: dir.join(name),
+            dir: None,
+        };
+        // sysfs answers `speed` and `duplex` only while the device runs.
+        let settings = match ethtool {
+            Some(e) if link.flags & IFF_UP != 0 => e.link_settings(name).ok(),
+            _ => None,
         };
         let key = (dir.to_path_buf(), name.clone(), link.index);
-        let fixed = match known.get(&key) {
-            Some(f) => *f,
+        let fixed = match known.remove(&key).filter(|f| f.address == link.address) {
+            Some(f) => f,
             None => {
-                let ifindex = attr_in(&attrs, "ifindex")?.as_deref().and_then(parse_int);
-                if ifindex != Some(i64::from(link.index)) {
+                if attrs.number("ifindex")? != Some(i64::from(link.index)) {
                     return Ok(None);
                 }
+                let flags = attrs.number("flags")?;
+                let speed = attrs.number("speed")?;
+                let duplex = attrs.read("duplex")?;
                 Fixed {
-                    dev_id: attr_in(&attrs, "dev_id")?.as_deref().and_then(parse_int),
-                    name_assign_type: attr_in(&attrs, "name_assign_type")?
-                        .as_deref()
-                        .and_then(parse_int),
+                    address: link.address.clone(),
+                    dev_id: attrs.number("dev_id")?,
+                    name_assign_type: attrs.number("name_assign_type")?,
+                    addr_assign_type: attrs.number("addr_assign_type")?,
+                    flags_from_link: flags.is_some() && sysfs_flags(&link) == flags,
+                    settings_from_ethtool: settings.map(speed_of) == speed
+                        && settings.map(|s| s.duplex_text()) == duplex.as_deref(),
                 }
             }
         };
-        ifaces.push(iface_from_link(name, &attrs, &link, fixed)?);
+        ifaces.push(iface_from_link(name, &mut attrs, &link, &fixed, settings)?);
         seen.insert(key, fixed);
     }
     known.retain(|(d, _, _), _| d != dir);
@@ -237,6 +296,31 @@ fn mac(bytes: &[u8]) -> String {
 const IFF_UP: u32 = 1;
 /// IFF_DORMANT, set in the link's flags only while the device runs (dev_get_flags()).
 const IFF_DORMANT: u32 = 0x20000;
+const IFF_RUNNING: u32 = 0x40;
+const IFF_PROMISC: u32 = 0x100;
+const IFF_ALLMULTI: u32 = 0x200;
+const IFF_LOWER_UP: u32 = 0x10000;
+
+/// The sysfs `flags` file (dev->flags) from the link: dev_get_flags() reports the running,
+/// lower-up and dormant states, which dev->flags does not hold, and the promiscuous and
+/// allmulti modes only as asked by user space (gflags), where dev->flags holds them while
+/// anything asks (their counts above 0). None without both counts (before Linux 6.6).
+fn sysfs_flags(l: &Link) -> Option<i64> {
+    let (promiscuity, allmulti) = (l.promiscuity?, l.allmulti?);
+    let mut f = l.flags & !(IFF_PROMISC | IFF_ALLMULTI | IFF_RUNNING | IFF_LOWER_UP | IFF_DORMANT);
+    if promiscuity > 0 {
+        f |= IFF_PROMISC;
+    }
+    if allmulti > 0 {
+        f |= IFF_ALLMULTI;
+    }
+    Some(i64::from(f))
+}
+
+/// The sysfs `speed` file's number (`%d` of an unsigned value: SPEED_UNKNOWN is -1).
+fn speed_of(s: LinkSettings) -> i64 {
+    i64::from(s.speed as i32)
+}
 
 /// The sysfs file `file` as the link gives it; None when netlink does not carry it (read the
 /// file), Some(None) when sysfs refuses it. net-sysfs.c prints these with `%d`, so an unsigned
@@ -264,32 +348,43 @@ fn number_from_link(l: &Link, file: &str) -> Option<Option<i64>> {
     }
 }
 
-/// One interface from its link and, for the rest, its open sysfs directory.
+/// One interface from its link, its link settings and, for the rest, its sysfs directory.
 fn iface_from_link(
     device: &str,
-    dir: &AttrDir,
+    dir: &mut LazyDir,
     l: &Link,
-    fixed: Fixed,
+    fixed: &Fixed,
+    settings: Option<LinkSettings>,
 ) -> Result<Iface, NodeError> {
     let mut numbers = Vec::with_capacity(NUMERIC.len());
     for (_, file, _) in NUMERIC {
-        numbers.push(match (number_from_link(l, file), *file) {
-            (Some(v), _) => v,
-            (None, "dev_id") => fixed.dev_id,
-            (None, "name_assign_type") => fixed.name_assign_type,
-            (None, _) => attr_in(dir, file)?.as_deref().and_then(parse_int),
+        numbers.push(match *file {
+            "dev_id" => fixed.dev_id,
+            "name_assign_type" => fixed.name_assign_type,
+            "addr_assign_type" => fixed.addr_assign_type,
+            "flags" if fixed.flags_from_link => sysfs_flags(l),
+            "speed" if fixed.settings_from_ethtool => settings.map(speed_of),
+            file => match number_from_link(l, file) {
+                Some(v) => v,
+                None => dir.number(file)?,
+            },
         });
     }
     let operstate = match l.operstate {
         // Out of the table, sysfs answers EINVAL.
         Some(o) => OPERSTATES.get(usize::from(o)).unwrap_or(&"").to_string(),
-        None => attr_in(dir, "operstate")?.unwrap_or_default(),
+        None => dir.read("operstate")?.unwrap_or_default(),
+    };
+    let duplex = if fixed.settings_from_ethtool {
+        settings.map(|s| s.duplex_text().to_string())
+    } else {
+        dir.read("duplex")?
     };
     Ok(Iface {
         device: device.to_string(),
         address: l.address.as_deref().map(mac).unwrap_or_default(),
         broadcast: l.broadcast.as_deref().map(mac).unwrap_or_default(),
-        duplex: attr_in(dir, "duplex")?.unwrap_or_default(),
+        duplex: duplex.unwrap_or_default(),
         // Trimmed as a file's text is.
         ifalias: l.alias.as_deref().unwrap_or("").trim().to_string(),
         operstate,
@@ -511,16 +606,58 @@ mod tests {
         assert_eq!(OPERSTATES[6], "up");
     }
 
+    /// dev->flags from dev_get_flags() and the mode counts.
+    #[test]
+    fn flags_as_the_sysfs_file_holds_them() {
+        let mut l = Link {
+            // UP BROADCAST RUNNING PROMISC(asked by user space) MULTICAST LOWER_UP DORMANT
+            flags: 0x1 | 0x2 | IFF_RUNNING | IFF_PROMISC | 0x1000 | IFF_LOWER_UP | IFF_DORMANT,
+            promiscuity: Some(0),
+            allmulti: Some(0),
+            ..Link::default()
+        };
+        assert_eq!(sysfs_flags(&l), Some(0x1003));
+        // A bridge port: promiscuous for the bridge, which user space never asked.
+        l.promiscuity = Some(1);
+        l.allmulti = Some(2);
+        assert_eq!(sysfs_flags(&l), Some(0x1303));
+        // Before Linux 6.6 there is no allmulti count: sysfs tells.
+        l.allmulti = None;
+        assert_eq!(sysfs_flags(&l), None);
+    }
+
     fn real_sysfs() -> Paths {
         crate::collect::node::testing::paths(Path::new("/"), Path::new("/sys"))
     }
 
     /// On this machine's /sys (this process's namespace) the netlink way is taken and gives
-    /// what sysfs alone gives. Interfaces that come or go between the reads are retried.
+    /// what sysfs alone gives, at an interface's first sight and after. Interfaces that come or
+    /// go between the reads are retried.
     #[test]
     fn netlink_and_sysfs_agree_here() {
         let p = real_sysfs();
         let mut last = None;
+        read_via(&p, true).unwrap();
+        // Linux 6.6 and later: the flags come from netlink, the link settings from ethtool.
+        let recent = rtnetlink::links()
+            .unwrap()
+            .iter()
+            .all(|l| l.allmulti.is_some());
+        if recent {
+            let kept = KEPT.lock().unwrap();
+            let here: Vec<&Fixed> = kept
+                .known
+                .iter()
+                .filter(|((d, _, _), _)| d == &p.sysfs.join("class/net"))
+                .map(|(_, f)| f)
+                .collect();
+            assert!(!here.is_empty());
+            assert!(
+                here.iter()
+                    .all(|f| f.flags_from_link && f.settings_from_ethtool),
+                "{here:?}"
+            );
+        }
         for _ in 0..5 {
             let (nl, source) = read_via(&p, true).unwrap();
             let (fs, _) = read_via(&p, false).unwrap();

@@ -18,10 +18,13 @@ const IFLA_LINKMODE: u16 = 17;
 const IFLA_IFALIAS: u16 = 20;
 const IFLA_GROUP: u16 = 27;
 const IFLA_EXT_MASK: u16 = 29;
+const IFLA_PROMISCUITY: u16 = 30;
 const IFLA_CARRIER: u16 = 33;
 const IFLA_CARRIER_CHANGES: u16 = 35;
 const IFLA_CARRIER_UP_COUNT: u16 = 47;
 const IFLA_CARRIER_DOWN_COUNT: u16 = 48;
+/// Linux 6.6 and later.
+const IFLA_ALLMULTI: u16 = 61;
 /// include/uapi/linux/rtnetlink.h: leave out IFLA_STATS/IFLA_STATS64 (older kernels ignore it).
 const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 /// NLA_TYPE_MASK: the type without NLA_F_NESTED and NLA_F_NET_BYTEORDER.
@@ -58,6 +61,10 @@ pub struct Link {
     pub carrier_down: Option<u32>,
     /// IFLA_LINK: sent only when iflink differs from the index.
     pub link: Option<u32>,
+    /// How many asked for promiscuous mode: dev->flags has IFF_PROMISC while it is above 0.
+    pub promiscuity: Option<u32>,
+    /// The same for IFF_ALLMULTI (Linux 6.6 and later).
+    pub allmulti: Option<u32>,
 }
 
 /// Why a dump gave no links.
@@ -333,6 +340,8 @@ pub fn parse_link(body: &[u8]) -> Result<Link, Error> {
             IFLA_OPERSTATE => link.operstate = Some(u8v()?),
             IFLA_LINKMODE => link.link_mode = Some(u8v()?),
             IFLA_CARRIER => link.carrier = Some(u8v()?),
+            IFLA_PROMISCUITY => link.promiscuity = Some(u32v()?),
+            IFLA_ALLMULTI => link.allmulti = Some(u32v()?),
             _ => {}
         }
         at += align4(len);
@@ -403,6 +412,8 @@ mod tests {
                 attr(IFLA_CARRIER, &[1]),
                 attr(IFLA_IFALIAS, b"uplink\0"),
                 attr(IFLA_CARRIER_UP_COUNT | 0x8000, &3u32.to_ne_bytes()),
+                attr(IFLA_PROMISCUITY, &2u32.to_ne_bytes()),
+                attr(IFLA_ALLMULTI, &0u32.to_ne_bytes()),
                 attr(999, b"ignored"),
             ],
         )
@@ -430,6 +441,8 @@ mod tests {
                 alias: Some("uplink".into()),
                 carrier: Some(1),
                 carrier_up: Some(3),
+                promiscuity: Some(2),
+                allmulti: Some(0),
                 ..Link::default()
             }]
         );
