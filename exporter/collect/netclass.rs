@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 use super::ethtool::{Ethtool, LinkSettings};
 use super::node::{AttrDir, NodeError};
@@ -86,14 +86,41 @@ pub enum Source {
     Sysfs,
 }
 
-/// `node_network_info`, `node_network_up` and the `node_network_*` properties, per device.
+/// `node_network_info`, `node_network_up` and the `node_network_*` properties, per device,
+/// read afresh (every interface is at its first sight: [`Netclass`] keeps what it learns).
 pub fn read(paths: &Paths) -> Result<Vec<Family>, NodeError> {
-    read_via(paths, true).map(|(families, _)| families)
+    Netclass::default().read(paths)
 }
 
-/// [`read`], through rtnetlink where it may (`netlink`) and it answers for `paths.sysfs`; says
-/// which way it went.
-pub fn read_via(paths: &Paths, netlink: bool) -> Result<(Vec<Family>, Source), NodeError> {
+/// The netclass collector's state: what it learnt of each interface, and its ethtool socket.
+#[derive(Default)]
+pub struct Netclass {
+    kept: Mutex<Kept>,
+}
+
+impl Netclass {
+    /// `node_network_info`, `node_network_up` and the `node_network_*` properties, per device.
+    pub fn read(&self, paths: &Paths) -> Result<Vec<Family>, NodeError> {
+        self.read_via(paths, true).map(|(families, _)| families)
+    }
+
+    /// [`Netclass::read`], through rtnetlink where it may (`netlink`) and it answers for
+    /// `paths.sysfs`; says which way it went.
+    pub fn read_via(
+        &self,
+        paths: &Paths,
+        netlink: bool,
+    ) -> Result<(Vec<Family>, Source), NodeError> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        read_via(&mut kept, paths, netlink)
+    }
+}
+
+fn read_via(
+    kept: &mut Kept,
+    paths: &Paths,
+    netlink: bool,
+) -> Result<(Vec<Family>, Source), NodeError> {
     let dir = paths.sysfs.join("class/net");
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
@@ -126,7 +153,7 @@ pub fn read_via(paths: &Paths, netlink: bool) -> Result<(Vec<Family>, Source), N
     if netlink {
         match rtnetlink::links() {
             Ok(links) => {
-                if let Some(ifaces) = read_with_links(&dir, &names, links)? {
+                if let Some(ifaces) = read_with_links(kept, &dir, &names, links)? {
                     return Ok((families(&ifaces), Source::Netlink));
                 }
                 tracing::debug!(
@@ -167,19 +194,13 @@ struct Fixed {
 type IfaceKey = (PathBuf, String, i32);
 
 /// What the reads through rtnetlink keep between them.
+#[derive(Default)]
 struct Kept {
     /// [`Fixed`] of the interfaces of the last read (those no longer listed are forgotten).
     known: HashMap<IfaceKey, Fixed>,
     /// None until opened, or when it cannot be (sysfs answers then).
     ethtool: Option<Ethtool>,
 }
-
-static KEPT: LazyLock<Mutex<Kept>> = LazyLock::new(|| {
-    Mutex::new(Kept {
-        known: HashMap::new(),
-        ethtool: None,
-    })
-});
 
 /// An interface's sysfs directory, opened at its first read.
 struct LazyDir {
@@ -214,6 +235,7 @@ impl LazyDir {
 /// The interfaces `names` of `dir` from `links` and sysfs; None unless the links are exactly
 /// these interfaces (same names, same indexes), i.e. `dir` shows this network namespace.
 fn read_with_links(
+    kept: &mut Kept,
     dir: &Path,
     names: &[String],
     links: Vec<Link>,
@@ -223,8 +245,7 @@ fn read_with_links(
     if by_name.len() != names.len() {
         return Ok(None);
     }
-    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-    let Kept { known, ethtool } = &mut *kept;
+    let Kept { known, ethtool } = kept;
     if ethtool.is_none() {
         *ethtool = Ethtool::open()
             .inspect_err(|error| tracing::debug!(%error, "netclass: no ethtool socket"))
@@ -559,7 +580,9 @@ mod tests {
         );
         std::fs::write(net.join("bonding_masters"), "\n").unwrap();
         // Not this network namespace's interfaces: sysfs alone.
-        let (f, source) = read_via(&paths(root.path()), true).unwrap();
+        let (f, source) = Netclass::default()
+            .read_via(&paths(root.path()), true)
+            .unwrap();
         assert_eq!(source, Source::Sysfs);
         let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
@@ -637,14 +660,15 @@ mod tests {
     fn netlink_and_sysfs_agree_here() {
         let p = real_sysfs();
         let mut last = None;
-        read_via(&p, true).unwrap();
+        let netclass = Netclass::default();
+        netclass.read_via(&p, true).unwrap();
         // Linux 6.6 and later: the flags come from netlink, the link settings from ethtool.
         let recent = rtnetlink::links()
             .unwrap()
             .iter()
             .all(|l| l.allmulti.is_some());
         if recent {
-            let kept = KEPT.lock().unwrap();
+            let kept = netclass.kept.lock().unwrap();
             let here: Vec<&Fixed> = kept
                 .known
                 .iter()
@@ -659,8 +683,8 @@ mod tests {
             );
         }
         for _ in 0..5 {
-            let (nl, source) = read_via(&p, true).unwrap();
-            let (fs, _) = read_via(&p, false).unwrap();
+            let (nl, source) = netclass.read_via(&p, true).unwrap();
+            let (fs, _) = Netclass::default().read_via(&p, false).unwrap();
             if source == Source::Netlink && nl == fs {
                 assert!(nl.iter().any(|f| f.name == "node_network_info"));
                 return;
@@ -687,7 +711,9 @@ mod tests {
                     &[("ifindex", &index), ("flags", "0x99"), ("mtu", "77")],
                 );
             }
-            let (f, source) = read_via(&paths(root.path()), true).unwrap();
+            let (f, source) = Netclass::default()
+                .read_via(&paths(root.path()), true)
+                .unwrap();
             let family = |n: &str| f.iter().find(|f| f.name == n).unwrap();
             assert_eq!(family("node_network_flags").samples[0].1, 153.0);
             if shift == 0 {

@@ -73,22 +73,36 @@ pub fn reader(name: &str) -> Option<ReadFn> {
 pub struct NodeCollector {
     name: &'static str,
     paths: Paths,
-    read: ReadFn,
+    read: Reader,
+}
+
+/// A collector's reader: most keep nothing between cycles; netclass keeps what it learnt of
+/// each interface.
+enum Reader {
+    Plain(ReadFn),
+    Netclass(super::netclass::Netclass),
 }
 
 impl NodeCollector {
     /// The collector `name` (one of [`crate::config::NODE_COLLECTOR_NAMES`]); None for another.
     pub fn new(name: &'static str, paths: &Paths) -> Option<NodeCollector> {
+        let read = match name {
+            "netclass" => Reader::Netclass(Default::default()),
+            _ => Reader::Plain(reader(name)?),
+        };
         Some(NodeCollector {
             name,
             paths: paths.clone(),
-            read: reader(name)?,
+            read,
         })
     }
 
     /// One collection, blocking.
     pub fn read(&self) -> Result<Vec<Family>, NodeError> {
-        (self.read)(&self.paths)
+        match &self.read {
+            Reader::Plain(read) => read(&self.paths),
+            Reader::Netclass(n) => n.read(&self.paths),
+        }
     }
 }
 
