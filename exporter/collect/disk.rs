@@ -618,7 +618,8 @@ mod tests {
             enabled: true,
             mount_points_exclude: Regex::new("^$").unwrap(),
             fs_types_exclude: Regex::new("^$").unwrap(),
-            statfs_timeout: Duration::from_millis(200),
+            // Only the cycles with a hung call wait it out: two of them.
+            statfs_timeout: Duration::from_secs(1),
         };
         let gate = Arc::new(Gate(Mutex::new(false), Condvar::new()));
         let disk = DiskCollector::with_statfs(&paths, &config, Arc::new(gate.clone()));
