@@ -588,6 +588,21 @@ mod tests {
         }
     }
 
+    /// This machine's /proc, /sys and /.
+    fn this_host() -> Paths {
+        crate::collect::node::testing::paths(Path::new("/"), Path::new("/sys"))
+    }
+
+    /// The disk collector's config with these exclusions and a 1 s statfs timeout.
+    fn config(mount_points_exclude: &str, fs_types_exclude: &str) -> DiskConfig {
+        DiskConfig {
+            enabled: true,
+            mount_points_exclude: Regex::new(mount_points_exclude).unwrap(),
+            fs_types_exclude: Regex::new(fs_types_exclude).unwrap(),
+            statfs_timeout: Duration::from_secs(1),
+        }
+    }
+
     fn threads(shared: &(Mutex<Pool>, Condvar)) -> usize {
         shared.0.lock().unwrap().threads
     }
@@ -609,20 +624,10 @@ mod tests {
     /// when the collector goes.
     #[test]
     fn workers_are_kept_and_hung_ones_replaced() {
-        let paths = Paths {
-            procfs: "/proc".into(),
-            sysfs: "/sys".into(),
-            rootfs: "/".into(),
-        };
-        let config = DiskConfig {
-            enabled: true,
-            mount_points_exclude: Regex::new("^$").unwrap(),
-            fs_types_exclude: Regex::new("^$").unwrap(),
-            // Only the cycles with a hung call wait it out: two of them.
-            statfs_timeout: Duration::from_secs(1),
-        };
         let gate = Arc::new(Gate(Mutex::new(false), Condvar::new()));
-        let disk = DiskCollector::with_statfs(&paths, &config, Arc::new(gate.clone()));
+        // Only the cycles with a hung call wait out the 1 s timeout: two of them.
+        let disk =
+            DiskCollector::with_statfs(&this_host(), &config("^$", "^$"), Arc::new(gate.clone()));
         let shared = disk.workers.shared.clone();
         let mounts: Vec<Mount> = ["/hang1", "/hang2", "/hang3", "/hang4", "/hang5", "/a", "/b"]
             .iter()
@@ -662,18 +667,10 @@ mod tests {
     /// The host's mount table is read again when a mount comes or goes, and only then.
     #[test]
     fn the_mount_table_is_read_again_only_when_it_changes() {
-        let paths = Paths {
-            procfs: "/proc".into(),
-            sysfs: "/sys".into(),
-            rootfs: "/".into(),
-        };
-        let config = DiskConfig {
-            enabled: true,
-            mount_points_exclude: Regex::new("^/(dev|proc|sys)($|/)").unwrap(),
-            fs_types_exclude: Regex::new("^(proc|sysfs|cgroup2?)$").unwrap(),
-            statfs_timeout: Duration::from_secs(1),
-        };
-        let disk = DiskCollector::new(&paths, &config);
+        let disk = DiskCollector::new(
+            &this_host(),
+            &config("^/(dev|proc|sys)($|/)", "^(proc|sysfs|cgroup2?)$"),
+        );
         let first = disk.mounts().unwrap();
         // Other processes (dockerd) may mount meanwhile: unchanged reads are seen at least once.
         let quiet = (0..20).any(|_| {
