@@ -12,10 +12,11 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GLINKSETTINGS: u32 = 0x4c;
 /// `struct ethtool_link_settings` without its link mode masks, in u32 words.
 const BASE_WORDS: usize = 12;
-/// Byte offsets in it.
-const SPEED_AT: usize = 4;
-const DUPLEX_AT: usize = 8;
-const NWORDS_AT: usize = 15;
+/// Where its fields are: `speed` is word 1, `duplex` the first byte of word 2 and
+/// `link_mode_masks_nwords` (s8) the last byte of word 3.
+const SPEED_WORD: usize = 1;
+const DUPLEX_WORD: usize = 2;
+const NWORDS_WORD: usize = 3;
 
 /// What `ETHTOOL_GLINKSETTINGS` says of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +75,7 @@ impl Ethtool {
                 // The handshake: with no masks, the kernel answers how many words they take.
                 let mut base = [0u32; BASE_WORDS];
                 self.call(name, &mut base, 0)?;
-                let n = bytes(&base)[NWORDS_AT] as i8;
+                let n = nwords_of(&base);
                 if n >= 0 {
                     return Err(io::Error::other(format!(
                         "ethtool handshake for {name}: {n} mask words"
@@ -86,8 +87,7 @@ impl Ethtool {
         };
         let mut buf = vec![0u32; BASE_WORDS + 3 * usize::from(nwords)];
         self.call(name, &mut buf, nwords)?;
-        let b = bytes(&buf);
-        if b[NWORDS_AT] as i8 != nwords as i8 {
+        if nwords_of(&buf) != nwords as i8 {
             // Another kernel's mask length (never within one boot): learn it again next time.
             self.nwords = None;
             return Err(io::Error::other(format!(
@@ -95,8 +95,8 @@ impl Ethtool {
             )));
         }
         Ok(LinkSettings {
-            speed: u32::from_ne_bytes(b[SPEED_AT..SPEED_AT + 4].try_into().unwrap()),
-            duplex: b[DUPLEX_AT],
+            speed: buf[SPEED_WORD],
+            duplex: buf[DUPLEX_WORD].to_ne_bytes()[0],
         })
     }
 
@@ -106,11 +106,9 @@ impl Ethtool {
             return Err(io::Error::from_raw_os_error(libc::ENODEV));
         }
         buf[0] = ETHTOOL_GLINKSETTINGS;
-        // link_mode_masks_nwords is the last byte of the fourth word.
-        let word = 3;
-        let mut w = buf[word].to_ne_bytes();
-        w[NWORDS_AT - word * 4] = nwords;
-        buf[word] = u32::from_ne_bytes(w);
+        let mut w = buf[NWORDS_WORD].to_ne_bytes();
+        w[3] = nwords;
+        buf[NWORDS_WORD] = u32::from_ne_bytes(w);
         let mut req = IfreqData {
             name: [0; libc::IFNAMSIZ],
             data: buf.as_mut_ptr().cast(),
@@ -127,8 +125,9 @@ impl Ethtool {
     }
 }
 
-fn bytes(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_ne_bytes()).collect()
+/// `link_mode_masks_nwords` as the kernel left it.
+fn nwords_of(buf: &[u32]) -> i8 {
+    buf[NWORDS_WORD].to_ne_bytes()[3] as i8
 }
 
 #[cfg(test)]
