@@ -213,18 +213,12 @@ impl LazyDir {
     /// directory is gone.
     fn read(&mut self, name: &str) -> Result<Option<String>, NodeError> {
         if self.dir.is_none() {
-            match AttrDir::open(&self.path) {
-                Ok(d) => self.dir = Some(d),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => {
-                    return Err(NodeError::Failed(format!(
-                        "cannot open {}: {e}",
-                        self.path.display()
-                    )))
-                }
-            }
+            self.dir = open_iface(&self.path)?;
         }
-        attr_in(self.dir.as_ref().unwrap(), name)
+        match &self.dir {
+            Some(dir) => attr_in(dir, name),
+            None => Ok(None),
+        }
     }
 
     fn number(&mut self, name: &str) -> Result<Option<i64>, NodeError> {
@@ -456,17 +450,22 @@ pub fn parse_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// An interface's sysfs directory, open; None when the interface is gone.
+fn open_iface(path: &Path) -> Result<Option<AttrDir>, NodeError> {
+    match AttrDir::open(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NodeError::Failed(format!(
+            "cannot open {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// One interface's directory; None when it is gone.
 pub fn read_iface(device: &str, dir: &Path) -> Result<Option<Iface>, NodeError> {
-    let dir = match AttrDir::open(dir) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(NodeError::Failed(format!(
-                "cannot open {}: {e}",
-                dir.display()
-            )))
-        }
+    let Some(dir) = open_iface(dir)? else {
+        return Ok(None);
     };
     let text = |f: &str| -> Result<String, NodeError> { Ok(attr_in(&dir, f)?.unwrap_or_default()) };
     let mut numbers = Vec::with_capacity(NUMERIC.len());
